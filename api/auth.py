@@ -1,0 +1,36 @@
+"""The shared service key (D12): constant-time comparison, never logged or echoed."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from flask import request
+
+from api.context import integration
+from api.errors import APIError
+
+SERVICE_KEY_HEADER = "X-Internal-Service-Key"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def service_key_matches(presented: str | None, expected: str) -> bool:
+    """Compare in constant time; surrounding whitespace is trimmed, as the CRM does."""
+    return hmac.compare_digest((presented or "").strip().encode(), expected.encode())
+
+
+def require_service_key(view: F) -> F:
+    """Demand X-Internal-Service-Key when INTERNAL_SERVICE_KEY is configured."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        key = integration().settings.internal_service_key
+        if key is not None and not service_key_matches(
+            request.headers.get(SERVICE_KEY_HEADER), key.get_secret_value()
+        ):
+            raise APIError(401, "unauthorized", f"missing or invalid {SERVICE_KEY_HEADER}")
+        return view(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,153 @@
+"""Customers: the local table, the sync trigger with its 5-minute cache."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import Blueprint, jsonify
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
+
+from api.auth import require_service_key
+from api.context import Integration, integration
+from api.errors import APIError
+from api.runs import launch_and_wait
+from api.validation import json_object_body, spec
+from resources.customer_store import get_sync_run, get_sync_state, list_customers
+from resources.db import utcnow
+from resources.settings import CRM_MAX_PAGE_SIZE
+
+bp = Blueprint("customers", __name__, url_prefix="/api/integrations/crm")
+CUSTOMER_SYNC_JOB = "customer_sync_job"
+
+
+class CustomersQuery(BaseModel):
+    """Query of GET /customers."""
+
+    model_config = ConfigDict(extra="ignore")
+    refresh: bool = Field(default=False, description="Run a sync first (respects the 5-minute cache)")
+    limit: int = Field(default=50, ge=1, le=CRM_MAX_PAGE_SIZE, description="Customers to return")
+
+
+class SyncCustomersBody(BaseModel):
+    """Body of POST /sync-customers."""
+
+    model_config = ConfigDict(extra="forbid")
+    force: StrictBool = Field(default=False, description="Bypass the 5-minute cache")
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        le=CRM_MAX_PAGE_SIZE,
+        strict=True,
+        description="Records to pull (default: the cap)",
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _customer_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {key: _iso(value) if isinstance(value, datetime) else value for key, value in row.items()}
+
+
+def _state_json(ctx: Integration) -> dict[str, Any]:
+    with ctx.engine.connect() as conn:
+        state = get_sync_state(conn).as_dict()
+    state["last_error"] = ctx.public(state["last_error"])
+    return state
+
+
+def _sync(ctx: Integration, *, force: bool, limit: int | None) -> dict[str, Any]:
+    """Answer from the cache when fresh, otherwise run the customer sync as a Dagster run."""
+    settings = ctx.settings
+    if not settings.enterprise_crm_url:
+        return {
+            "configured": False,
+            "synced": False,
+            "cached": False,
+            "last_error": "ENTERPRISE_CRM_URL not configured",
+            "crm_url": None,
+        }
+    with ctx.engine.connect() as conn:
+        state = get_sync_state(conn)
+    age = (utcnow() - state.last_success_at).total_seconds() if state.last_success_at else None
+    if not force and age is not None and age < settings.sync_cache_ttl:
+        return _sync_reply(ctx, run=None, cached=True, cache_age=age)
+    run_config: dict[str, Any] = {"ops": {"crm_customers": {"config": {"mode": "window", "limit": limit}}}}
+    outcome = launch_and_wait(
+        ctx.run_launcher,
+        CUSTOMER_SYNC_JOB,
+        run_config,
+        {"crm/trigger": "api", "crm/forced": str(force).lower()},
+        timeout=settings.dagster_run_timeout,
+    )
+    if not outcome.finished:
+        raise APIError(
+            504,
+            "sync_timeout",
+            f"customer sync run still {outcome.status} after {settings.dagster_run_timeout:.0f} s",
+            {"run_id": outcome.run_id, "run_status": outcome.status},
+        )
+    with ctx.engine.connect() as conn:
+        run = get_sync_run(conn, outcome.run_id) or {"run_id": outcome.run_id}
+    run["run_status"] = outcome.status
+    return _sync_reply(ctx, run=run, cached=False, cache_age=None)
+
+
+def _sync_reply(
+    ctx: Integration, *, run: dict[str, Any] | None, cached: bool, cache_age: float | None
+) -> dict[str, Any]:
+    """The original shop's reply shape, plus run id, cache flag and the run's own counts."""
+    with ctx.engine.connect() as conn:
+        state = get_sync_state(conn)
+    reply: dict[str, Any] = {
+        "configured": True,
+        "synced": bool(run and run.get("run_status") == "SUCCESS"),
+        "cached": cached,
+        "customers_seen": (run or {}).get("fetched") or 0,
+        "inserted": (run or {}).get("inserted") or 0,
+        "updated": (run or {}).get("updated") or 0,
+        "unchanged": (run or {}).get("unchanged") or 0,
+        "invalid": (run or {}).get("invalid") or 0,
+        "last_sync_epoch": int(state.last_success_at.timestamp()) if state.last_success_at else None,
+        "last_count": state.last_valid,
+        "last_error": ctx.public(state.last_error),
+        "crm_url": ctx.settings.public_crm_url or None,
+        "run_id": (run or {}).get("run_id"),
+        "run_status": (run or {}).get("run_status"),
+    }
+    if cache_age is not None:
+        reply["cache_age_seconds"] = round(cache_age, 1)
+    if run and run.get("run_status") != "SUCCESS":
+        reply["last_error"] = ctx.public(run.get("error")) or reply["last_error"]
+    return reply
+
+
+@bp.get("/customers")
+@spec.validate(query=CustomersQuery, tags=["customers"])
+def get_customers(query: CustomersQuery):  # type: ignore[no-untyped-def]
+    """Local customers, most recently updated first, with the sync state; refresh=true syncs first."""
+    ctx = integration()
+    sync = _sync(ctx, force=False, limit=None) if query.refresh else None
+    with ctx.engine.connect() as conn:
+        rows = list_customers(conn, query.limit)
+    return jsonify(
+        {
+            "customers": [_customer_json(row) for row in rows],
+            "count": len(rows),
+            "limit": query.limit,
+            "sync_state": _state_json(ctx),
+            "refresh": sync,
+            "crm_url": ctx.settings.public_crm_url or None,
+        }
+    )
+
+
+@bp.post("/sync-customers")
+@require_service_key
+@json_object_body
+@spec.validate(json=SyncCustomersBody, tags=["customers"])
+def sync_customers(json: SyncCustomersBody):  # type: ignore[no-untyped-def]
+    """Run the customer sync (or answer from the 5-minute cache) and report what it did."""
+    return jsonify(_sync(integration(), force=json.force, limit=json.limit))

@@ -1,0 +1,53 @@
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}} (CONVENTIONS 5)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error to answer with a given status, code and message."""
+
+    def __init__(self, status: int, code: str, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def invalid(field: str, reason: str, value: Any = None) -> APIError:
+    """A 400 naming the offending field and why."""
+    details: dict[str, Any] = {"field": field, "reason": reason}
+    if value is not None:
+        details["value"] = value if isinstance(value, int | float | bool) else str(value)[:100]
+    return APIError(400, "invalid_parameter", f"{field}: {reason}", details)
+
+
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The error envelope."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Answer APIError, HTTP errors and anything unexpected in the one JSON shape, never a stack trace."""
+
+    @app.errorhandler(APIError)
+    def _api_error(exc: APIError):  # type: ignore[no-untyped-def]
+        return jsonify(error_body(exc.code, exc.message, exc.details)), exc.status
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+        code = (exc.name or "error").lower().replace(" ", "_")
+        return jsonify(error_body(code, exc.description or exc.name)), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+        log.exception("unhandled error in request")
+        return jsonify(error_body("internal_error", "internal error; see the API log")), 500

@@ -1,0 +1,13 @@
+"""gunicorn settings for the API; each can be overridden with GUNICORN_CMD_ARGS or the env vars named."""
+
+import os
+
+bind = f"{os.environ.get('API_HOST', '127.0.0.1')}:{os.environ.get('API_PORT', '8000')}"
+workers = int(os.environ.get("API_WORKERS", "2"))
+threads = int(os.environ.get("API_THREADS", "4"))
+# A forced sync waits for its Dagster run; give it room beyond DAGSTER_RUN_TIMEOUT (default 120 s).
+timeout = int(os.environ.get("API_WORKER_TIMEOUT", "180"))
+graceful_timeout = 10
+accesslog = "-"
+errorlog = "-"
+wsgi_app = "api.wsgi:app"

@@ -1,0 +1,25 @@
+"""CRM health as our callers may see it: status and public URL only (D9)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+from api.context import integration
+
+bp = Blueprint("health", __name__, url_prefix="/api/integrations/crm")
+
+HEALTH_STATUSES = ("healthy", "unhealthy", "unreachable", "not_configured")
+
+
+@bp.get("/health")
+def crm_health():  # type: ignore[no-untyped-def]
+    """The CRM's /health through the shared client: healthy | unhealthy | unreachable | not_configured."""
+    ctx = integration()
+    if not ctx.settings.enterprise_crm_url:
+        return jsonify(
+            {"status": "not_configured", "crm_url": None, "detail": "ENTERPRISE_CRM_URL is not set"}
+        )
+    report = ctx.crm.health()
+    report["detail"] = ctx.public(report["detail"])
+    report["crm_url"] = ctx.settings.public_crm_url or None
+    return jsonify(report)

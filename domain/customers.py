@@ -1,0 +1,345 @@
+"""Turn CRM customer payloads into validated, normalized rows (DESIGN §3, D1, D2, D10).
+
+The CRM itself only ever sends the canonical field names; the aliases are the ones the original shop
+accepted defensively, kept so a CRM upgrade or a proxy that renames fields does not empty our table.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+import pandera.pandas as pa
+from pandera.errors import SchemaErrors
+from pandera.typing import Series
+
+LIST_ENVELOPE_KEYS = ("customers", "items", "data", "results")
+
+# Output column -> payload keys, first present non-blank value wins.
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "crm_id": ("id", "customer_id"),
+    "email": ("email", "email_address", "contact_email"),
+    "name": ("name", "full_name", "customer_name", "company"),
+    "phone": ("phone", "phone_number"),
+    "company": ("company", "company_name"),
+    "industry": ("industry", "segment"),
+    "revenue": ("revenue", "annual_revenue"),
+    "notes": ("notes",),
+    "crm_created_at": ("created_at",),
+    "crm_updated_at": ("updated_at",),
+}
+
+# Column limits, shared by the table definition and the validation below.
+FIELD_LIMITS = {"crm_id": 64, "email": 320, "name": 255, "phone": 64, "company": 255, "industry": 128}
+TEXT_FIELDS = ("name", "phone", "company", "industry", "notes")
+# The fields whose change makes a stored customer "updated".
+TRACKED_FIELDS = ("crm_id", "email", *TEXT_FIELDS, "revenue", "crm_created_at", "crm_updated_at")
+COLUMNS = ("email_normalized", *TRACKED_FIELDS)
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s.]+$"
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+_REVENUE_NOISE = re.compile(r"[\s,_'$€£¥]|usd|eur|gbp", re.I)
+_REVENUE_SCALE = {"k": 1e3, "m": 1e6, "mm": 1e6, "b": 1e9, "bn": 1e9}
+_REVENUE_NUMBER = re.compile(r"^([+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?)(k|mm|m|bn|b)?$", re.I)
+_BLANKS = frozenset({"", "nan", "none", "null", "n/a", "na", "-"})
+
+
+class EnvelopeError(ValueError):
+    """The CRM answered a list call with a body we do not recognise."""
+
+
+def extract_records(body: Any, keys: Iterable[str] = LIST_ENVELOPE_KEYS) -> list[Any]:
+    """Return the record list from a CRM list body: a known envelope key or a bare list."""
+    if isinstance(body, list):
+        return body
+    if isinstance(body, Mapping):
+        for key in keys:
+            if key in body:
+                records = body[key]
+                if not isinstance(records, list):
+                    raise EnvelopeError(f"envelope key '{key}' holds {type(records).__name__}, not a list")
+                return records
+        if "error" in body:
+            raise EnvelopeError(f"CRM answered with an error: {str(body['error'])[:200]}")
+        found = ", ".join(sorted(map(str, body))[:10]) or "none"
+        raise EnvelopeError(f"no known list key ({'|'.join(keys)}) in CRM response; keys: {found}")
+    raise EnvelopeError(f"CRM list response is {type(body).__name__}, not an object or list")
+
+
+def normalize_email(value: Any) -> str | None:
+    """Email identity (D2): every Unicode whitespace and zero-width mark removed, then casefolded."""
+    if not isinstance(value, str):
+        return None
+    compact = "".join(value.split())
+    if compact.isascii():
+        return compact.lower() or None
+    compact = compact.translate(_ZERO_WIDTH)
+    return unicodedata.normalize("NFC", compact).casefold() or None
+
+
+def parse_revenue(value: Any) -> float | None:
+    """A finite float from numbers or text such as "$5.2M", "1,200,000.50" or "(300)"; else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.lower() in _BLANKS:
+        return None
+    negative = text.startswith("(") and text.endswith(")")
+    text = _REVENUE_NOISE.sub("", text.strip("()"))
+    match = _REVENUE_NUMBER.match(text)
+    if not match:
+        return None
+    number = float(match.group(1)) * _REVENUE_SCALE.get((match.group(2) or "").lower(), 1.0)
+    if not math.isfinite(number):
+        return None
+    return -number if negative else number
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """An aware UTC datetime; the CRM's naive ISO timestamps are UTC (D10)."""
+    if value.__class__ is not str or not value or value.isspace():
+        return None
+    return _parse_timestamp_text(value)
+
+
+@lru_cache(maxsize=4096)
+def _parse_timestamp_text(value: str) -> datetime | None:
+    # Bulk writes and seeds stamp many rows with the same instant; parsing each once is enough.
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def canonical_id(value: Any) -> str | None:
+    """The CRM id as exact text: integers never pass through a float."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    if isinstance(value, str):
+        return value.strip() or None
+    return None
+
+
+_ALIAS_ITEMS = tuple(FIELD_ALIASES.items())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, bool | dict | list):
+        return None
+    return value if value.__class__ is str else str(value)
+
+
+def normalize_record(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Map one CRM payload (any accepted field variant) onto our column names and types."""
+    get = record.get
+    row: dict[str, Any] = {}
+    for column, keys in _ALIAS_ITEMS:
+        value = None
+        for key in keys:
+            candidate = get(key)
+            if candidate is None:
+                continue
+            if candidate.__class__ is str:
+                # '' means "no value" everywhere: the CRM stores omitted fields as '' and Oracle
+                # turns '' into NULL, so blank text falls through to the next alias or to NULL.
+                candidate = candidate.strip()
+                if not candidate:
+                    continue
+            value = candidate
+            break
+        row[column] = value
+    for column in TEXT_FIELDS:
+        value = row[column]
+        if value is not None and value.__class__ is not str:
+            row[column] = _as_text(value)
+    email = row["email"] = _as_text(row["email"])
+    row["email_normalized"] = normalize_email(email)
+    row["crm_id"] = canonical_id(row["crm_id"])
+    row["revenue"] = parse_revenue(row["revenue"])
+    row["crm_created_at"] = parse_timestamp(row["crm_created_at"])
+    row["crm_updated_at"] = parse_timestamp(row["crm_updated_at"])
+    return row
+
+
+class CustomerFrame(pa.DataFrameModel):
+    """A validated window of CRM customers, one row per normalized email."""
+
+    email_normalized: Series[str] = pa.Field(
+        str_matches=EMAIL_PATTERN,
+        str_length={"max_value": FIELD_LIMITS["email"]},
+        unique=True,
+        description="Identity: email without whitespace, casefolded (D2)",
+    )
+    crm_id: Series[str] = pa.Field(
+        nullable=True, str_length={"max_value": FIELD_LIMITS["crm_id"]}, description="CRM id as exact text"
+    )
+    email: Series[str] = pa.Field(description="Email as the CRM spelled it, trimmed")
+    name: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["name"]})
+    phone: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["phone"]})
+    company: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["company"]})
+    industry: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["industry"]})
+    notes: Series[str] = pa.Field(nullable=True, description="Free text from the CRM")
+    revenue: Series[float] = pa.Field(nullable=True, description="Annual revenue; NULL when unknown")
+    crm_created_at: Series[pd.DatetimeTZDtype] = pa.Field(
+        nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}, description="CRM creation time, UTC"
+    )
+    crm_updated_at: Series[pd.DatetimeTZDtype] = pa.Field(
+        nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}, description="CRM update time, UTC"
+    )
+
+    class Config:
+        strict = True
+        ordered = False
+
+
+@dataclass
+class Rejected:
+    """A CRM record we could not accept, kept with the reason."""
+
+    record: Any
+    reason: str
+    crm_id: str | None = None
+    email: str | None = None
+
+
+@dataclass
+class CustomerBatch:
+    """The outcome of normalizing and validating one window of CRM records."""
+
+    frame: pd.DataFrame
+    rejected: list[Rejected] = field(default_factory=list)
+
+    @property
+    def valid_count(self) -> int:
+        """Rows that passed validation."""
+        return len(self.frame)
+
+
+_CHECK_REASONS = (
+    ("not_nullable", "is missing"),
+    ("str_matches", "is not a valid email address"),
+    ("str_length", "is too long"),
+    ("field_uniqueness", "is duplicated in this batch"),
+)
+
+
+def _reason(column: str, check: str) -> str:
+    for marker, text in _CHECK_REASONS:
+        if check.startswith(marker):
+            limit = FIELD_LIMITS.get(column)
+            suffix = f" (max {limit} characters)" if marker == "str_length" and limit else ""
+            return f"{column} {text}{suffix}"
+    return f"{column} failed {check}"
+
+
+def _empty_frame() -> pd.DataFrame:
+    return build_frame([])
+
+
+def build_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Build a typed frame from normalized rows; missing values stay missing, never the text 'nan'."""
+    columns: dict[str, Any] = {}
+    for name in COLUMNS:
+        values = [row[name] for row in rows]
+        if name == "revenue":
+            columns[name] = pd.array(values, dtype="Float64")
+        elif name in ("crm_created_at", "crm_updated_at"):
+            columns[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype(
+                "datetime64[us, UTC]"
+            )
+        else:
+            columns[name] = pd.array(values, dtype="string")
+    return pd.DataFrame(columns)
+
+
+def _dedupe(rows: list[dict[str, Any]], rejected: list[Rejected], raws: list[Any]) -> list[int]:
+    """Keep one row per normalized email: the most recently updated one (D2)."""
+    winner: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        key = row["email_normalized"]
+        if key is None:
+            winner[f"\0{index}"] = index
+            continue
+        best = winner.get(key)
+        if best is None or _recency(row) >= _recency(rows[best]):
+            winner[key] = index
+    kept = set(winner.values())
+    for index, row in enumerate(rows):
+        if index not in kept:
+            other = rows[winner[row["email_normalized"]]]
+            rejected.append(
+                Rejected(
+                    raws[index],
+                    f"email duplicates CRM customer {other['crm_id'] or '?'} in this batch",
+                    row["crm_id"],
+                    row["email"],
+                )
+            )
+    return sorted(kept)
+
+
+def _recency(row: dict[str, Any]) -> tuple[datetime, int]:
+    stamp = row["crm_updated_at"] or datetime.min.replace(tzinfo=UTC)
+    crm_id = row["crm_id"]
+    return stamp, int(crm_id) if crm_id and crm_id.isdigit() else -1
+
+
+def validate_customers(records: list[Any]) -> CustomerBatch:
+    """Normalize and validate a window of CRM records; invalid ones come back with a reason."""
+    rejected: list[Rejected] = []
+    rows: list[dict[str, Any]] = []
+    raws: list[Any] = []
+    for record in records:
+        if not isinstance(record, Mapping):
+            rejected.append(Rejected(record, f"record is {type(record).__name__}, not an object"))
+            continue
+        rows.append(normalize_record(record))
+        raws.append(record)
+    kept = _dedupe(rows, rejected, raws)
+    rows = [rows[i] for i in kept]
+    raws = [raws[i] for i in kept]
+    frame = build_frame(rows)
+    try:
+        frame = CustomerFrame.validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        cases = errors.failure_cases
+        if cases["index"].isna().any():
+            raise
+        reasons: dict[int, list[str]] = {}
+        for column, check, index in zip(cases["column"], cases["check"], cases["index"], strict=True):
+            reasons.setdefault(int(index), []).append(_reason(str(column), str(check)))
+        for index, texts in sorted(reasons.items()):
+            row = rows[index]
+            rejected.append(Rejected(raws[index], "; ".join(sorted(set(texts))), row["crm_id"], row["email"]))
+        frame = CustomerFrame.validate(frame.drop(index=list(reasons)).reset_index(drop=True))
+    return CustomerBatch(frame=frame, rejected=rejected)
+
+
+def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Rows of a CustomerFrame as plain Python values (None for missing, aware datetimes)."""
+    columns: dict[str, list[Any]] = {}
+    for name in COLUMNS:
+        series = frame[name]
+        if name in ("crm_created_at", "crm_updated_at"):
+            values = series.dt.to_pydatetime().where(series.notna(), None).tolist()
+        else:
+            values = series.to_numpy(dtype=object, na_value=None).tolist()
+        columns[name] = values
+    return [dict(zip(COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]

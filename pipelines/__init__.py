@@ -1,0 +1,1 @@
+"""Dagster wiring only: the Definitions, jobs, schedules, sensors and asset checks."""

@@ -1,0 +1,321 @@
+"""Writes and reads of the local customer table, the reject list and the per-stream sync state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Insert,
+    TextClause,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from domain.customers import TRACKED_FIELDS, Rejected
+from resources.db import customer_rejects, customers, sync_runs, sync_state, utcnow
+
+CUSTOMERS_STREAM = "customers"
+DEFAULT_CHUNK_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    """What one write did to the customer table."""
+
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+@dataclass(frozen=True)
+class SyncState:
+    """The stored progress and outcome of a stream's last syncs."""
+
+    stream: str
+    cursor_offset: int
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None
+    last_error_at: datetime | None
+    last_run_id: str | None
+    last_fetched: int | None
+    last_valid: int | None
+    last_invalid: int | None
+    last_inserted: int | None
+    last_updated: int | None
+    last_unchanged: int | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready view with ISO timestamps."""
+        return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+_UPSERT_COLUMNS = ("email_normalized", *TRACKED_FIELDS, "created_at", "updated_at", "last_synced_at")
+_UPDATE_ON_CONFLICT = (*TRACKED_FIELDS, "updated_at", "last_synced_at")
+
+
+def upsert_statement(dialect_name: str) -> Insert | TextClause:
+    """One statement that inserts a chunk of customers or updates them by normalized email (D2, D11)."""
+    if dialect_name in ("sqlite", "postgresql"):
+        module = sqlite if dialect_name == "sqlite" else postgresql
+        stmt = module.insert(customers)
+        return stmt.on_conflict_do_update(
+            index_elements=[customers.c.email_normalized],
+            set_={name: stmt.excluded[name] for name in _UPDATE_ON_CONFLICT},
+        )
+    if dialect_name == "oracle":
+        return oracle_merge_statement()
+    raise NotImplementedError(f"no customer upsert for database dialect {dialect_name!r}")
+
+
+def oracle_merge_statement() -> TextClause:
+    """Oracle has no ON CONFLICT and SQLAlchemy has no MERGE construct, so the MERGE is written out."""
+    source = ", ".join(f":{name} AS {name}" for name in _UPSERT_COLUMNS)
+    sets = ", ".join(f"t.{name} = s.{name}" for name in _UPDATE_ON_CONFLICT)
+    cols = ", ".join(_UPSERT_COLUMNS)
+    values = ", ".join(f"s.{name}" for name in _UPSERT_COLUMNS)
+    sql = (
+        # Identifiers come from our own table definition, values are bound parameters.
+        f"MERGE INTO customers t USING (SELECT {source} FROM dual) s "  # noqa: S608
+        "ON (t.email_normalized = s.email_normalized) "
+        f"WHEN MATCHED THEN UPDATE SET {sets} "
+        f"WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})"
+    )
+    return text(sql).bindparams(*(bindparam(name, type_=customers.c[name].type) for name in _UPSERT_COLUMNS))
+
+
+def _fingerprint(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in TRACKED_FIELDS)
+
+
+def upsert_customers(
+    conn: Connection,
+    rows: Sequence[dict[str, Any]],
+    *,
+    now: datetime | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> UpsertCounts:
+    """Insert new customers, update changed ones, and only touch last_synced_at on unchanged ones.
+
+    Per chunk: one SELECT of the stored rows, one upsert statement, one UPDATE for the unchanged.
+    """
+    now = now or utcnow()
+    statement = upsert_statement(conn.dialect.name)
+    inserted = updated = unchanged = 0
+    key = customers.c.email_normalized
+    for chunk in _chunks(rows, chunk_size):
+        emails = [row["email_normalized"] for row in chunk]
+        stored = {
+            found.email_normalized: tuple(found[1:])
+            for found in conn.execute(
+                select(key, *(customers.c[name] for name in TRACKED_FIELDS)).where(key.in_(emails))
+            )
+        }
+        writes: list[dict[str, Any]] = []
+        same: list[str] = []
+        for row in chunk:
+            previous = stored.get(row["email_normalized"])
+            if previous is None:
+                inserted += 1
+            elif previous == _fingerprint(row):
+                same.append(row["email_normalized"])
+                continue
+            else:
+                updated += 1
+            writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
+        if writes:
+            conn.execute(statement, writes)
+        if same:
+            conn.execute(update(customers).where(key.in_(same)).values(last_synced_at=now))
+            unchanged += len(same)
+    return UpsertCounts(inserted, updated, unchanged)
+
+
+def _reject_key(stream: str, rejected: Rejected) -> str:
+    identity = rejected.crm_id or json.dumps(rejected.record, sort_keys=True, default=str)
+    return hashlib.sha256(f"{stream}\0{identity}".encode()).hexdigest()
+
+
+def record_rejects(
+    conn: Connection,
+    rejected: Sequence[Rejected],
+    *,
+    run_id: str | None,
+    now: datetime | None = None,
+    stream: str = CUSTOMERS_STREAM,
+) -> None:
+    """Keep every invalid CRM record with its reason; a record seen again updates its row."""
+    if not rejected:
+        return
+    now = now or utcnow()
+    by_key: dict[str, dict[str, Any]] = {}
+    for item in rejected:
+        by_key[_reject_key(stream, item)] = {
+            "reject_key": _reject_key(stream, item),
+            "crm_id": item.crm_id,
+            "email": (item.email or "")[:320] or None,
+            "reason": item.reason,
+            "record": json.dumps(item.record, sort_keys=True, default=str),
+        }
+    keys = list(by_key)
+    table = customer_rejects
+    existing = {
+        row.reject_key: row.seen_count
+        for row in conn.execute(
+            select(table.c.reject_key, table.c.seen_count).where(table.c.reject_key.in_(keys))
+        )
+    }
+    new = [
+        {**values, "first_seen_at": now, "last_seen_at": now, "seen_count": 1, "last_run_id": run_id}
+        for key, values in by_key.items()
+        if key not in existing
+    ]
+    if new:
+        conn.execute(insert(table), new)
+    for key in existing:
+        values = by_key[key]
+        conn.execute(
+            update(table)
+            .where(table.c.reject_key == key)
+            .values(
+                reason=values["reason"],
+                record=values["record"],
+                last_seen_at=now,
+                last_run_id=run_id,
+                seen_count=table.c.seen_count + 1,
+                resolved_at=None,
+            )
+        )
+
+
+def resolve_rejects(conn: Connection, crm_ids: Sequence[str], *, now: datetime | None = None) -> None:
+    """Mark open rejects resolved once the same CRM record arrives valid."""
+    ids = [crm_id for crm_id in crm_ids if crm_id]
+    table = customer_rejects
+    for chunk_start in range(0, len(ids), DEFAULT_CHUNK_SIZE):
+        chunk = ids[chunk_start : chunk_start + DEFAULT_CHUNK_SIZE]
+        conn.execute(
+            update(table)
+            .where(table.c.crm_id.in_(chunk), table.c.resolved_at.is_(None))
+            .values(resolved_at=now or utcnow())
+        )
+
+
+def get_sync_state(conn: Connection, stream: str = CUSTOMERS_STREAM) -> SyncState:
+    """The stream's stored state; a stream never synced starts at offset 0."""
+    row = conn.execute(select(sync_state).where(sync_state.c.stream == stream)).mappings().first()
+    if row is None:
+        return SyncState(stream, 0, *([None] * 11))
+    return SyncState(**{name: row[name] for name in SyncState.__dataclass_fields__})
+
+
+def _save_state(conn: Connection, stream: str, values: dict[str, Any]) -> None:
+    values = {**values, "updated_at": utcnow()}
+    changed = conn.execute(update(sync_state).where(sync_state.c.stream == stream).values(**values)).rowcount
+    if not changed:
+        conn.execute(insert(sync_state).values(stream=stream, cursor_offset=0, **values))
+
+
+def record_sync_success(
+    conn: Connection,
+    *,
+    stream: str,
+    run_id: str | None,
+    cursor_offset: int,
+    fetched: int,
+    valid: int,
+    invalid: int,
+    counts: UpsertCounts,
+    now: datetime | None = None,
+) -> None:
+    """Store a successful sync's counts and move the cursor, in the caller's transaction."""
+    now = now or utcnow()
+    _save_state(
+        conn,
+        stream,
+        {
+            "cursor_offset": cursor_offset,
+            "last_attempt_at": now,
+            "last_success_at": now,
+            "last_error": None,
+            "last_run_id": run_id,
+            "last_fetched": fetched,
+            "last_valid": valid,
+            "last_invalid": invalid,
+            "last_inserted": counts.inserted,
+            "last_updated": counts.updated,
+            "last_unchanged": counts.unchanged,
+        },
+    )
+
+
+def record_sync_failure(engine: Engine, *, stream: str, run_id: str | None, error: str) -> None:
+    """Store why a sync failed; the cursor and the last success stay as they were."""
+    now = utcnow()
+    with engine.begin() as conn:
+        _save_state(
+            conn,
+            stream,
+            {"last_attempt_at": now, "last_error": error[:4000], "last_error_at": now, "last_run_id": run_id},
+        )
+
+
+def start_sync_run(engine: Engine, *, run_id: str, stream: str, mode: str) -> None:
+    """Register a run so the API can report on it; a re-executed run id starts over."""
+    with engine.begin() as conn:
+        conn.execute(sync_runs.delete().where(sync_runs.c.run_id == run_id))
+        conn.execute(
+            insert(sync_runs).values(
+                run_id=run_id, stream=stream, mode=mode, status="started", started_at=utcnow()
+            )
+        )
+
+
+def finish_sync_run(conn: Connection, *, run_id: str, status: str, **values: Any) -> None:
+    """Record a run's outcome and counts."""
+    conn.execute(
+        update(sync_runs)
+        .where(sync_runs.c.run_id == run_id)
+        .values(status=status, finished_at=utcnow(), **values)
+    )
+
+
+def get_sync_run(conn: Connection, run_id: str) -> dict[str, Any] | None:
+    """One run's recorded outcome, or None."""
+    row = conn.execute(select(sync_runs).where(sync_runs.c.run_id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def list_customers(conn: Connection, limit: int) -> list[dict[str, Any]]:
+    """The most recently updated local customers first."""
+    query = select(customers).order_by(customers.c.updated_at.desc(), customers.c.id.desc()).limit(limit)
+    return [dict(row) for row in conn.execute(query).mappings()]
+
+
+def count_customers(conn: Connection) -> int:
+    """How many customers the local table holds."""
+    return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
+
+
+def duplicate_emails(conn: Connection) -> list[str]:
+    """Normalized emails stored more than once (the unique index should make this empty)."""
+    key = customers.c.email_normalized
+    query = select(key).group_by(key).having(func.count() > 1).limit(20)
+    return list(conn.execute(query).scalars())

@@ -1,0 +1,137 @@
+"""The customer table, rejects and sync state on real SQLite and PostgreSQL; Oracle SQL compiled."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+from alembic import command
+from sqlalchemy import func, inspect, select
+from sqlalchemy.dialects import oracle
+
+from domain.customers import Rejected, frame_rows, validate_customers
+from resources.crm_factory import shared_engine
+from resources.customer_store import (
+    UpsertCounts,
+    get_sync_state,
+    oracle_merge_statement,
+    record_rejects,
+    resolve_rejects,
+    upsert_customers,
+)
+from resources.db import customer_rejects, customers
+from resources.migrations import alembic_config
+
+T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def _rows(n: int, **changes: object) -> list[dict]:
+    records = [
+        {
+            "id": i,
+            "name": f"Customer {i}",
+            "email": f"Person{i}@Example.com",
+            "revenue": float(i),
+            "updated_at": "2026-12-01T10:00:00",
+            **changes,
+        }
+        for i in range(1, n + 1)
+    ]
+    return frame_rows(validate_customers(records).frame)
+
+
+def test_upsert_inserts_then_is_idempotent_then_updates_only_changes(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        assert upsert_customers(conn, _rows(2500), now=T0, chunk_size=1000) == UpsertCounts(2500, 0, 0)
+    with engine.begin() as conn:
+        assert upsert_customers(conn, _rows(2500), now=T0 + timedelta(minutes=5)) == UpsertCounts(0, 0, 2500)
+    changed = _rows(2500)
+    changed[10]["name"] = "Renamed"
+    changed[20]["revenue"] = None
+    with engine.begin() as conn:
+        counts = upsert_customers(conn, changed, now=T0 + timedelta(minutes=10))
+    assert counts == UpsertCounts(0, 2, 2498)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(customers)).scalar_one() == 2500
+        renamed = conn.execute(select(customers).where(customers.c.crm_id == "11")).mappings().one()
+        untouched = conn.execute(select(customers).where(customers.c.crm_id == "12")).mappings().one()
+        nulled = conn.execute(select(customers.c.revenue).where(customers.c.crm_id == "21")).scalar_one()
+    assert renamed["name"] == "Renamed"
+    assert renamed["email_normalized"] == "person11@example.com"
+    assert renamed["email"] == "Person11@Example.com"
+    assert renamed["created_at"] == T0
+    assert renamed["updated_at"] == T0 + timedelta(minutes=10)
+    assert untouched["updated_at"] == T0
+    assert untouched["last_synced_at"] == T0 + timedelta(minutes=10)
+    assert untouched["crm_updated_at"] == datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    assert nulled is None
+
+
+def test_email_case_change_in_the_crm_updates_the_same_row(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        upsert_customers(conn, _rows(1), now=T0)
+    with engine.begin() as conn:
+        counts = upsert_customers(conn, _rows(1, email=" PERSON1@example.COM "), now=T0)
+    assert counts == UpsertCounts(0, 1, 0)
+    with engine.connect() as conn:
+        assert conn.execute(select(customers.c.email)).scalars().all() == ["PERSON1@example.COM"]
+
+
+def test_rejects_are_kept_counted_and_resolved(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    bad = [Rejected({"id": 5, "email": "nope"}, "email_normalized is not a valid email address", "5", "nope")]
+    with engine.begin() as conn:
+        record_rejects(conn, bad, run_id="r1", now=T0)
+    with engine.begin() as conn:
+        record_rejects(conn, bad, run_id="r2", now=T0 + timedelta(minutes=5))
+    with engine.begin() as conn:
+        resolve_rejects(conn, ["5"], now=T0 + timedelta(minutes=10))
+    with engine.connect() as conn:
+        row = conn.execute(select(customer_rejects)).mappings().one()
+    assert row["seen_count"] == 2
+    assert row["last_run_id"] == "r2"
+    assert row["first_seen_at"] == T0
+    assert row["resolved_at"] == T0 + timedelta(minutes=10)
+    assert '"email": "nope"' in row["record"]
+
+
+def test_unsynced_stream_starts_at_offset_zero(db_url: str) -> None:
+    with shared_engine(db_url).connect() as conn:
+        state = get_sync_state(conn)
+    assert (state.cursor_offset, state.last_success_at, state.last_error) == (0, None, None)
+
+
+def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(sqlite_url: str) -> None:
+    with shared_engine(sqlite_url).connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_migrations_match_the_table_definitions(db_url: str) -> None:
+    command.check(alembic_config(db_url))
+    names = set(inspect(shared_engine(db_url)).get_table_names())
+    assert {"customers", "customer_rejects", "sync_state", "sync_runs", "circuit_breakers"} <= names
+
+
+def test_oracle_upsert_is_one_merge_keyed_by_normalized_email() -> None:
+    sql = str(oracle_merge_statement().compile(dialect=oracle.dialect()))
+    assert sql.startswith("MERGE INTO customers t USING (SELECT :email_normalized AS email_normalized")
+    assert "FROM dual) s ON (t.email_normalized = s.email_normalized)" in sql
+    assert "WHEN MATCHED THEN UPDATE SET t.crm_id = s.crm_id" in sql
+    assert "t.created_at" not in sql.split("WHEN NOT MATCHED")[0]
+    assert "WHEN NOT MATCHED THEN INSERT (email_normalized, crm_id" in sql
+
+
+def test_oracle_ddl_uses_identity_and_zoned_timestamps() -> None:
+    buffer = io.StringIO()
+    config = alembic_config("oracle+oracledb://user:pw@localhost/db")
+    config.output_buffer = buffer
+    command.upgrade(config, "head", sql=True)
+    ddl = buffer.getvalue()
+    assert "CREATE TABLE customers" in ddl
+    assert "id INTEGER GENERATED BY DEFAULT AS IDENTITY" in ddl
+    assert "updated_at TIMESTAMP WITH TIME ZONE NOT NULL" in ddl
+    assert "CONSTRAINT uq_customers_email_normalized UNIQUE (email_normalized)" in ddl
+    assert "email_normalized VARCHAR2(320 CHAR) NOT NULL" in ddl

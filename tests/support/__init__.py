@@ -1,0 +1,1 @@
+"""Real test fixtures: a throwaway PostgreSQL server, free ports, bounded waits."""
