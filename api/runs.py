@@ -111,7 +111,7 @@ class InProcessRunLauncher:
         from pipelines.definitions import defs
 
         instance = self._instance or dg.DagsterInstance.get()
-        result = defs.get_job_def(job_name).execute_in_process(
+        result = defs.resolve_job_def(job_name).execute_in_process(
             run_config=run_config, instance=instance, tags=tags, raise_on_error=False
         )
         self._statuses[result.run_id] = "SUCCESS" if result.success else "FAILURE"

@@ -38,7 +38,7 @@ def crm_customers(
             cap=min(config.limit or settings.crm_sync_cap, settings.crm_sync_cap),
             page_size=settings.crm_page_size,
             full_ceiling=settings.crm_full_sync_ceiling,
-            run_id=context.run_id,
+            run_id=context.run.run_id,
         )
     return dg.Output(extract, metadata=extract.metadata)
 
@@ -55,7 +55,7 @@ def customers(
     context: dg.AssetExecutionContext, crm_customers: CustomerExtract, database: DatabaseResource
 ) -> dg.MaterializeResult:
     """The local customer table, upserted by normalized email."""
-    result = load_customers(database.engine, crm_customers, run_id=context.run_id)
+    result = load_customers(database.engine, crm_customers, run_id=context.run.run_id)
     return dg.MaterializeResult(
         metadata={
             **crm_customers.metadata,

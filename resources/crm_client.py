@@ -153,6 +153,10 @@ class CRMClient:
         self.breaker = breaker
         self.retry = retry or RetryPolicy()
         self._sleep = sleep
+        # Jitter scales with the backoff, so a zero backoff (tests, batch tools) never sleeps.
+        self._backoff = wait_exponential_jitter(
+            multiplier=self.retry.backoff, max=self.retry.backoff_max, jitter=self.retry.backoff
+        )
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
@@ -217,7 +221,7 @@ class CRMClient:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, CRMRateLimited) and exc.retry_after is not None:
             return min(exc.retry_after, self.retry.retry_after_max)
-        return wait_exponential_jitter(initial=self.retry.backoff, max=self.retry.backoff_max)(state)
+        return self._backoff(state)
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
         """Send one logical request with retries; returns parsed JSON or raises a CRMError."""

@@ -230,7 +230,7 @@ def _save_state(conn: Connection, stream: str, values: dict[str, Any]) -> None:
     values = {**values, "updated_at": utcnow()}
     changed = conn.execute(update(sync_state).where(sync_state.c.stream == stream).values(**values)).rowcount
     if not changed:
-        conn.execute(insert(sync_state).values(stream=stream, cursor_offset=0, **values))
+        conn.execute(insert(sync_state).values(**{"stream": stream, "cursor_offset": 0, **values}))
 
 
 def record_sync_success(

@@ -1,0 +1,208 @@
+"""The Flask API with real Dagster runs (in-process launcher), the sandbox over HTTP and SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import dagster as dg
+import pytest
+from flask.testing import FlaskClient
+
+from api import create_app
+from api.runs import InProcessRunLauncher
+from resources.settings import get_settings
+
+SYNC = "/api/integrations/crm/sync-customers"
+CUSTOMERS = "/api/integrations/crm/customers"
+HEALTH = "/api/integrations/crm/health"
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, crm, sqlite_url: str) -> pytest.MonkeyPatch:  # type: ignore[no-untyped-def]
+    """The API and its runs configured through the environment, as in production."""
+    for name, value in {
+        "ENTERPRISE_CRM_URL": crm.url,
+        "DATABASE_URL": sqlite_url,
+        "CRM_RETRY_BACKOFF": "0",
+        "CRM_READ_TIMEOUT": "5",
+        "API_RUN_LAUNCHER": "in_process",
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    return monkeypatch
+
+
+@pytest.fixture
+def client(env, instance) -> FlaskClient:  # type: ignore[no-untyped-def]
+    app = create_app({"TESTING": True, "run_launcher": InProcessRunLauncher(instance)})
+    return app.test_client()
+
+
+def _error(response) -> dict:  # type: ignore[no-untyped-def]
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    return body["error"]
+
+
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "abc", "1.5", ""])
+def test_customers_limit_out_of_range_is_a_400_naming_limit(client: FlaskClient, limit: str) -> None:
+    response = client.get(CUSTOMERS, query_string={"limit": limit})
+    assert response.status_code == 400
+    error = _error(response)
+    assert error["details"]["field"] == "limit"
+    assert error["message"].startswith("limit: ")
+
+
+@pytest.mark.parametrize("refresh", ["maybe", "2", "truth"])
+def test_refresh_must_be_a_boolean(client: FlaskClient, refresh: str) -> None:
+    response = client.get(CUSTOMERS, query_string={"refresh": refresh})
+    assert response.status_code == 400
+    assert _error(response)["details"]["field"] == "refresh"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"limit": 0}, "limit"),
+        ({"limit": 501}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"limit": "abc"}, "limit"),
+        ({"limit": "200"}, "limit"),
+        ({"force": "yes"}, "force"),
+        ({"forse": True}, "forse"),
+        ([1, 2], "body"),
+        ("force", "body"),
+        (7, "body"),
+    ],
+)
+def test_sync_body_errors_name_the_field(client: FlaskClient, body: object, field: str) -> None:
+    response = client.post(SYNC, json=body)
+    assert response.status_code == 400
+    assert _error(response)["details"]["field"] == field
+
+
+def test_malformed_json_and_wrong_content_type_are_rejected(client: FlaskClient) -> None:
+    bad = client.post(SYNC, data='{"force": tru', content_type="application/json")
+    assert bad.status_code == 400
+    assert _error(bad)["message"] == "body: not valid JSON"
+    text = client.post(SYNC, data='{"force": true}', content_type="text/plain")
+    assert text.status_code == 415
+    assert _error(text)["details"]["field"] == "body"
+
+
+def test_unknown_routes_and_methods_answer_in_the_json_error_shape(client: FlaskClient) -> None:
+    assert _error(client.get("/api/integrations/crm/nope"))["code"] == "not_found"
+    assert client.get(SYNC).status_code == 405
+
+
+def test_forced_sync_runs_dagster_and_answers_in_the_original_shape(client: FlaskClient, crm, instance) -> None:
+    response = client.post(SYNC, json={"force": True, "limit": 200})
+    assert response.status_code == 200, response.get_json()
+    body = response.get_json()
+    assert {k: body[k] for k in ("configured", "synced", "cached", "customers_seen", "inserted", "updated")} == {
+        "configured": True, "synced": True, "cached": False, "customers_seen": 200, "inserted": 200, "updated": 0,
+    }
+    assert body["last_count"] == 200
+    assert body["crm_url"] == crm.url
+    assert body["last_error"] is None
+    assert isinstance(body["last_sync_epoch"], int)
+    run = instance.get_run_by_id(body["run_id"])
+    assert run is not None and run.status == dg.DagsterRunStatus.SUCCESS
+    assert run.tags["crm/trigger"] == "api"
+
+    listed = client.get(CUSTOMERS, query_string={"limit": 500}).get_json()
+    assert listed["count"] == 200
+    assert listed["sync_state"]["cursor_offset"] == 200
+    assert listed["sync_state"]["last_inserted"] == 200
+    stamps = [c["updated_at"] for c in listed["customers"]]
+    assert stamps == sorted(stamps, reverse=True)
+    assert {"email", "crm_id", "last_synced_at"} <= set(listed["customers"][0])
+
+
+def test_within_five_minutes_an_unforced_sync_answers_from_the_cache(client: FlaskClient, crm) -> None:
+    first = client.post(SYNC, json={"force": True, "limit": 10}).get_json()
+    calls = len(crm.requests("/api/customers"))
+    cached = client.post(SYNC, json={"force": False}).get_json()
+    assert cached["cached"] is True
+    assert cached["synced"] is False
+    assert cached["run_id"] is None
+    assert cached["last_sync_epoch"] == first["last_sync_epoch"]
+    assert 0 <= cached["cache_age_seconds"] < 300
+    assert len(crm.requests("/api/customers")) == calls
+    refreshed = client.get(CUSTOMERS, query_string={"refresh": "true"}).get_json()
+    assert refreshed["refresh"]["cached"] is True
+    assert len(crm.requests("/api/customers")) == calls
+
+
+def test_forced_sync_after_full_coverage_changes_nothing(client: FlaskClient) -> None:
+    for _ in range(3):
+        assert client.post(SYNC, json={"force": True, "limit": 500}).get_json()["synced"] is True
+    again = client.post(SYNC, json={"force": True, "limit": 500}).get_json()
+    assert (again["customers_seen"], again["inserted"], again["updated"], again["unchanged"]) == (500, 0, 0, 500)
+
+
+def test_refresh_true_syncs_first_when_the_cache_is_empty(client: FlaskClient) -> None:
+    body = client.get(CUSTOMERS, query_string={"refresh": "true", "limit": 5}).get_json()
+    assert body["refresh"]["synced"] is True
+    assert body["count"] == 5
+    assert body["sync_state"]["last_fetched"] == 500
+
+
+def test_service_key_is_required_when_configured(env, instance) -> None:  # type: ignore[no-untyped-def]
+    env.setenv("INTERNAL_SERVICE_KEY", "s3cret-key")
+    get_settings.cache_clear()
+    client = create_app({"run_launcher": InProcessRunLauncher(instance)}).test_client()
+    missing = client.post(SYNC, json={"force": True, "limit": 1})
+    wrong = client.post(SYNC, json={"force": True, "limit": 1}, headers={"X-Internal-Service-Key": "s3cret-kez"})
+    right = client.post(SYNC, json={"force": True, "limit": 1}, headers={"X-Internal-Service-Key": " s3cret-key "})
+    assert (missing.status_code, wrong.status_code, right.status_code) == (401, 401, 200)
+    for response in (missing, wrong, right):
+        assert "s3cret" not in response.get_data(as_text=True)
+    assert client.get(CUSTOMERS).status_code == 200
+
+
+def test_a_failed_sync_reports_the_error_without_internal_hosts(env, instance, crm) -> None:  # type: ignore[no-untyped-def]
+    port = crm.url.rsplit(":", 1)[1]
+    env.setenv("ENTERPRISE_CRM_URL", f"http://localhost:{port}")
+    env.setenv("CRM_PUBLIC_URL", "https://crm.drone-shop.example")
+    get_settings.cache_clear()
+    crm.set_faults([{"mode": "http_502_html", "path": "/api/customers"}])
+    client = create_app({"run_launcher": InProcessRunLauncher(instance)}).test_client()
+    body = client.post(SYNC, json={"force": True}).get_json()
+    assert body["synced"] is False
+    assert body["run_status"] == "FAILURE"
+    assert "502" in body["last_error"]
+    assert body["crm_url"] == "https://crm.drone-shop.example"
+    assert f"localhost:{port}" not in json.dumps(body)
+
+
+def test_health_reports_healthy_with_the_public_url(client: FlaskClient, crm) -> None:
+    body = client.get(HEALTH).get_json()
+    assert (body["status"], body["service"], body["crm_url"]) == ("healthy", "enterprise-crm-portal", crm.url)
+    assert body["circuit_breaker"]["state"] == "closed"
+
+
+def test_health_unhealthy_when_the_crm_errors(client: FlaskClient, crm) -> None:
+    crm.set_faults([{"mode": "http_500", "path": "/health"}])
+    assert client.get(HEALTH).get_json()["status"] == "unhealthy"
+
+
+def test_health_unreachable_and_not_configured(env, instance) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.net import free_port
+
+    env.setenv("ENTERPRISE_CRM_URL", f"http://127.0.0.1:{free_port()}")
+    get_settings.cache_clear()
+    app = create_app({"run_launcher": InProcessRunLauncher(instance)})
+    assert app.test_client().get(HEALTH).get_json()["status"] == "unreachable"
+    env.delenv("ENTERPRISE_CRM_URL")
+    get_settings.cache_clear()
+    app = create_app({"run_launcher": InProcessRunLauncher(instance)})
+    body = app.test_client().get(HEALTH).get_json()
+    assert (body["status"], body["crm_url"]) == ("not_configured", None)
