@@ -11,6 +11,7 @@ export API_PORT ?= 8000
 export DAGSTER_PORT ?= 3000
 export SANDBOX_PORT ?= 8090
 export SANDBOX_CUSTOMERS ?= 1200
+export PROJECT_ROOT := $(CURDIR)
 export DAGSTER_HOME ?= $(CURDIR)/var/dagster
 export DAGSTER_GRAPHQL_URL ?= http://127.0.0.1:$(DAGSTER_PORT)
 

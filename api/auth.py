@@ -27,9 +27,7 @@ def require_service_key(view: F) -> F:
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         key = integration().settings.internal_service_key
-        if key is not None and not service_key_matches(
-            request.headers.get(SERVICE_KEY_HEADER), key.get_secret_value()
-        ):
+        if key is not None and not service_key_matches(request.headers.get(SERVICE_KEY_HEADER), key.get_secret_value()):
             raise APIError(401, "unauthorized", f"missing or invalid {SERVICE_KEY_HEADER}")
         return view(*args, **kwargs)
 

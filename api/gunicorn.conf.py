@@ -11,3 +11,5 @@ graceful_timeout = 10
 accesslog = "-"
 errorlog = "-"
 wsgi_app = "api.wsgi:app"
+# gunicorn 27's control socket would live in $HOME; nothing here uses it.
+control_socket_disable = True

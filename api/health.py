@@ -16,9 +16,7 @@ def crm_health():  # type: ignore[no-untyped-def]
     """The CRM's /health through the shared client: healthy | unhealthy | unreachable | not_configured."""
     ctx = integration()
     if not ctx.settings.enterprise_crm_url:
-        return jsonify(
-            {"status": "not_configured", "crm_url": None, "detail": "ENTERPRISE_CRM_URL is not set"}
-        )
+        return jsonify({"status": "not_configured", "crm_url": None, "detail": "ENTERPRISE_CRM_URL is not set"})
     report = ctx.crm.health()
     report["detail"] = ctx.public(report["detail"])
     report["crm_url"] = ctx.settings.public_crm_url or None

@@ -77,9 +77,7 @@ class GraphQLRunLauncher:
         try:
             return self._client.submit_job_execution(job_name, run_config=run_config, tags=tags)
         except DagsterGraphQLClientError as exc:
-            raise APIError(
-                503, "orchestrator_unavailable", f"Dagster could not start {job_name}: {exc}"
-            ) from exc
+            raise APIError(503, "orchestrator_unavailable", f"Dagster could not start {job_name}: {exc}") from exc
         except Exception as exc:  # requests/gql transport errors have no common base
             raise APIError(
                 503, "orchestrator_unavailable", f"Dagster webserver unreachable ({type(exc).__name__})"

@@ -63,11 +63,7 @@ def _check_json_object_body() -> None:
         )
     body = request.get_json(silent=True)
     if body is None:
-        raise APIError(
-            400, "invalid_body", "body: not valid JSON", {"field": "body", "reason": "not valid JSON"}
-        )
+        raise APIError(400, "invalid_body", "body: not valid JSON", {"field": "body", "reason": "not valid JSON"})
     if not isinstance(body, dict):
         kind = type(body).__name__
-        raise APIError(
-            400, "invalid_body", "body: must be a JSON object", {"field": "body", "reason": f"got {kind}"}
-        )
+        raise APIError(400, "invalid_body", "body: must be a JSON object", {"field": "body", "reason": f"got {kind}"})

@@ -107,7 +107,12 @@ def test_forced_sync_runs_dagster_and_answers_in_the_original_shape(client: Flas
     assert response.status_code == 200, response.get_json()
     body = response.get_json()
     assert {k: body[k] for k in ("configured", "synced", "cached", "customers_seen", "inserted", "updated")} == {
-        "configured": True, "synced": True, "cached": False, "customers_seen": 200, "inserted": 200, "updated": 0,
+        "configured": True,
+        "synced": True,
+        "cached": False,
+        "customers_seen": 200,
+        "inserted": 200,
+        "updated": 0,
     }
     assert body["last_count"] == 200
     assert body["crm_url"] == crm.url

@@ -127,9 +127,7 @@ def test_ids_stay_exact_without_float_round_trip() -> None:
 
 
 def test_naive_crm_timestamps_are_read_as_utc() -> None:
-    assert parse_timestamp("2026-12-03T15:39:22.430075") == datetime(
-        2026, 12, 3, 15, 39, 22, 430075, tzinfo=UTC
-    )
+    assert parse_timestamp("2026-12-03T15:39:22.430075") == datetime(2026, 12, 3, 15, 39, 22, 430075, tzinfo=UTC)
     assert parse_timestamp("2026-12-03T16:39:22+01:00") == datetime(2026, 12, 3, 15, 39, 22, tzinfo=UTC)
     assert parse_timestamp("yesterday") is None
 

@@ -91,7 +91,11 @@ PROBE = textwrap.dedent(
 def _start_probe(settings) -> subprocess.Popen[str]:  # type: ignore[no-untyped-def]
     env = {**os.environ, "T_CRM": settings.enterprise_crm_url, "T_DB": settings.database_url}
     return subprocess.Popen(
-        [sys.executable, "-c", PROBE], env=env, cwd=os.getcwd(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=os.getcwd(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
     )
 
@@ -140,7 +144,9 @@ def test_a_probe_whose_owner_vanished_is_taken_over(settings, crm) -> None:  # t
     with shared_engine(settings.database_url).begin() as conn:
         conn.execute(
             update(circuit_breakers).values(
-                state="half-open", probe_owner="gone:1:dead", probe_started_at=utcnow() - timedelta(seconds=120),
+                state="half-open",
+                probe_owner="gone:1:dead",
+                probe_started_at=utcnow() - timedelta(seconds=120),
                 opened_at=utcnow() - timedelta(seconds=200),
             )
         )

@@ -17,9 +17,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(
-    condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "condition"
-) -> T:
+def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "condition") -> T:
     """Poll until condition() is truthy and return it; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

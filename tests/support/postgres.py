@@ -36,9 +36,7 @@ def postgres_server() -> Iterator[str]:
     """Yield a SQLAlchemy URL of a fresh server (trust auth, loopback only); stop and delete it after."""
     bin_dir = _bin_dir()
     if bin_dir is None:
-        raise RuntimeError(
-            "PostgreSQL binaries not found: install Debian's `postgresql` package (make test does)"
-        )
+        raise RuntimeError("PostgreSQL binaries not found: install Debian's `postgresql` package (make test does)")
     root = Path(tempfile.mkdtemp(prefix="crm-pg-"))
     data = root / "data"
     if os.geteuid() == 0:
@@ -46,9 +44,7 @@ def postgres_server() -> Iterator[str]:
     port = free_port()
     log = root / "server.log"
     subprocess.run(
-        _as_postgres_user(
-            [str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
-        ),
+        _as_postgres_user([str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]),
         check=True,
         capture_output=True,
         timeout=120,
