@@ -261,9 +261,7 @@ def build_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
         if name == "revenue":
             columns[name] = pd.array(values, dtype="Float64")
         elif name in ("crm_created_at", "crm_updated_at"):
-            columns[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype(
-                "datetime64[us, UTC]"
-            )
+            columns[name] = pd.to_datetime(pd.Series(values, dtype=object), utc=True).astype("datetime64[us, UTC]")
         else:
             columns[name] = pd.array(values, dtype="string")
     return pd.DataFrame(columns)

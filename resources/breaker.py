@@ -61,9 +61,7 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
         table = circuit_breakers
         with self._engine.begin() as conn:
             return conn.execute(
-                update(table)
-                .where(table.c.name == self.name, *conditions)
-                .values(updated_at=utcnow(), **values)
+                update(table).where(table.c.name == self.name, *conditions).values(updated_at=utcnow(), **values)
             ).rowcount
 
     @property

@@ -85,9 +85,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 def _body_excerpt(response: httpx.Response) -> str:
     text = response.text[:120].replace("\n", " ")
-    return (
-        f"{response.headers.get('content-type', 'no content-type')}, {len(response.content)} bytes: {text!r}"
-    )
+    return f"{response.headers.get('content-type', 'no content-type')}, {len(response.content)} bytes: {text!r}"
 
 
 def _decode(method: str, path: str, response: httpx.Response) -> Any:
@@ -112,9 +110,7 @@ def _decode(method: str, path: str, response: httpx.Response) -> Any:
             if error_type in _CONFLICT_ERROR_TYPES:
                 raise CRMConflict(message, status=status, error_type=error_type, details=body.get("error"))
             if error_type in _QUERY_ERROR_TYPES:
-                raise CRMQueryRejected(
-                    message, status=status, error_type=error_type, details=body.get("error")
-                )
+                raise CRMQueryRejected(message, status=status, error_type=error_type, details=body.get("error"))
             raise CRMServerError(message, status=status, error_type=error_type, details=body.get("error"))
         raise CRMServerError(f"{where}: CRM answered {status} ({_body_excerpt(response)})", status=status)
     if status == 422:
@@ -187,9 +183,7 @@ class CRMClient:
                 f"{method} {path}: cannot connect to the CRM ({type(exc).__name__})", sent=False
             ) from exc
         except httpx.TimeoutException as exc:
-            raise CRMUnavailable(
-                f"{method} {path}: CRM did not answer in time ({type(exc).__name__})"
-            ) from exc
+            raise CRMUnavailable(f"{method} {path}: CRM did not answer in time ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             raise CRMUnavailable(f"{method} {path}: connection failed ({type(exc).__name__}: {exc})") from exc
         finally:

@@ -20,9 +20,7 @@ def shared_engine(database_url: str) -> Engine:
     return make_engine(database_url)
 
 
-def build_crm_client(
-    settings: Settings, *, base_url: str | None = None, engine: Engine | None = None
-) -> CRMClient:
+def build_crm_client(settings: Settings, *, base_url: str | None = None, engine: Engine | None = None) -> CRMClient:
     """A CRM client configured from settings, its breaker state kept in the app database (D7)."""
     engine = engine or shared_engine(settings.database_url)
     breaker = make_breaker(

@@ -178,9 +178,7 @@ def record_rejects(
     table = customer_rejects
     existing = {
         row.reject_key: row.seen_count
-        for row in conn.execute(
-            select(table.c.reject_key, table.c.seen_count).where(table.c.reject_key.in_(keys))
-        )
+        for row in conn.execute(select(table.c.reject_key, table.c.seen_count).where(table.c.reject_key.in_(keys)))
     }
     new = [
         {**values, "first_seen_at": now, "last_seen_at": now, "seen_count": 1, "last_run_id": run_id}
@@ -282,18 +280,14 @@ def start_sync_run(engine: Engine, *, run_id: str, stream: str, mode: str) -> No
     with engine.begin() as conn:
         conn.execute(sync_runs.delete().where(sync_runs.c.run_id == run_id))
         conn.execute(
-            insert(sync_runs).values(
-                run_id=run_id, stream=stream, mode=mode, status="started", started_at=utcnow()
-            )
+            insert(sync_runs).values(run_id=run_id, stream=stream, mode=mode, status="started", started_at=utcnow())
         )
 
 
 def finish_sync_run(conn: Connection, *, run_id: str, status: str, **values: Any) -> None:
     """Record a run's outcome and counts."""
     conn.execute(
-        update(sync_runs)
-        .where(sync_runs.c.run_id == run_id)
-        .values(status=status, finished_at=utcnow(), **values)
+        update(sync_runs).where(sync_runs.c.run_id == run_id).values(status=status, finished_at=utcnow(), **values)
     )
 
 

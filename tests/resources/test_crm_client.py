@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from email.utils import format_datetime
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import pytest
 
@@ -77,7 +77,7 @@ def test_missing_customer_is_the_crms_200_error(make_client, crm_id: int) -> Non
 
 
 def test_duplicate_email_is_a_conflict_not_an_outage(make_client, crm) -> None:  # type: ignore[no-untyped-def]
-    client, waits = make_client()
+    client, _ = make_client()
     assert client.create_customer({"name": "N", "email": "dup@example.invalid"})["status"] == "created"
     with pytest.raises(CRMConflict):
         client.create_customer({"name": "N2", "email": "dup@example.invalid"})
@@ -104,7 +104,7 @@ def test_500_json_is_retried_then_raised(make_client, crm) -> None:  # type: ign
 
 def test_transient_502_html_then_success(make_client, crm) -> None:  # type: ignore[no-untyped-def]
     crm.set_faults([{"mode": "http_502_html", "path": "/api/customers", "times": 2}])
-    client, waits = make_client(crm_retry_attempts=3)
+    client, _ = make_client(crm_retry_attempts=3)
     assert len(client.list_customers(limit=5)) == 5
     assert len(crm.requests("/api/customers")) == 3
 
