@@ -1,0 +1,1 @@
+"""Benchmarks with side-by-side baselines, measured in the same run and reported as ratios."""

@@ -1,0 +1,378 @@
+"""Customer sync benchmark: ours against the floor of the same work and against the original shop's method.
+
+Every figure comes from one invocation. Each scenario runs in a fresh interpreter (so peak RSS belongs to
+that scenario alone) against one CRM sandbox process serving the same customers.
+
+    python -m bench.customer_sync [--customers 100000] [--legacy-customers 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PAGE = 500
+
+
+# -- scenarios (each runs in its own process) ---------------------------------------------------------
+
+
+def _settings(crm_url: str, database_url: str, customers: int):  # type: ignore[no-untyped-def]
+    from resources.settings import Settings
+
+    return Settings(
+        enterprise_crm_url=crm_url,
+        database_url=database_url,
+        crm_sync_cap=customers,
+        crm_full_sync_ceiling=customers,
+        crm_retry_backoff=0,
+        crm_read_timeout=60,
+    )
+
+
+def _migrated(database_url: str) -> None:
+    from resources.migrations import upgrade
+
+    upgrade(database_url)
+
+
+def fetch_pages(crm_url: str, customers: int) -> list[dict[str, Any]]:
+    """The floor's fetch: plain httpx, the same pages, JSON parsed, nothing else."""
+    import httpx
+
+    records: list[dict[str, Any]] = []
+    with httpx.Client(base_url=crm_url, timeout=60) as http:
+        offset = 0
+        while offset < customers:
+            page = http.get("/api/customers", params={"limit": PAGE, "offset": offset, "sort_by": "id"}).json()
+            records.extend(page["customers"])
+            if len(page["customers"]) < PAGE:
+                break
+            offset += PAGE
+    return records
+
+
+def scenario_floor(crm_url: str, database_url: str, customers: int) -> dict[str, Any]:
+    """Fetch and parse with no database, then one plain executemany INSERT of the same rows."""
+    from sqlalchemy import insert
+
+    from domain.customers import frame_rows, validate_customers
+    from resources.crm_factory import shared_engine
+    from resources.db import customers as table
+    from resources.db import utcnow
+
+    _migrated(database_url)
+    started = time.perf_counter()
+    records = fetch_pages(crm_url, customers)
+    fetch_s = time.perf_counter() - started
+    # Row preparation is not part of the floor: the same rows are made ready beforehand.
+    now = utcnow()
+    rows = [
+        {**row, "created_at": now, "updated_at": now, "last_synced_at": now}
+        for row in frame_rows(validate_customers(records).frame)
+    ]
+    engine = shared_engine(database_url)
+    started = time.perf_counter()
+    with engine.begin() as conn:
+        conn.execute(insert(table), rows)
+    insert_s = time.perf_counter() - started
+    return {"rows": len(rows), "fetch_s": fetch_s, "insert_s": insert_s, "wall_s": fetch_s + insert_s}
+
+
+def _ours(crm_url: str, database_url: str, customers: int, passes: int) -> dict[str, Any]:
+    from assets.customer_sync import extract_customers, load_customers
+    from domain.customers import frame_rows
+    from resources.crm_factory import build_crm_client, shared_engine
+    from resources.customer_store import upsert_customers
+
+    settings = _settings(crm_url, database_url, customers)
+    _migrated(database_url)
+    engine = shared_engine(database_url)
+    out: dict[str, Any] = {}
+    for label in ("empty", "existing")[:passes]:
+        with build_crm_client(settings) as client:
+            started = time.perf_counter()
+            extract = extract_customers(client, engine, mode="full", full_ceiling=customers, page_size=PAGE)
+            extracted = time.perf_counter()
+            result = load_customers(engine, extract)
+            finished = time.perf_counter()
+        out[label] = {
+            "rows": extract.fetched,
+            "wall_s": finished - started,
+            "fetch_validate_s": extracted - started,
+            "load_s": finished - extracted,
+            "inserted": result.counts.inserted,
+            "updated": result.counts.updated,
+            "unchanged": result.counts.unchanged,
+        }
+    # The upsert phase alone, into an empty table, on the rows the floor inserts.
+    if passes == 2:
+        rows = frame_rows(extract.frame)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("DELETE FROM customers")
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            upsert_customers(conn, rows)
+        out["upsert_only_s"] = time.perf_counter() - started
+    return out
+
+
+def scenario_ours(crm_url: str, database_url: str, customers: int) -> dict[str, Any]:
+    """Our pull (the functions the assets call) into an empty table, then again when every row exists."""
+    return _ours(crm_url, database_url, customers, passes=2)
+
+
+def scenario_dagster(crm_url: str, database_url: str, customers: int) -> dict[str, Any]:
+    """The same full pull as a real Dagster run of customer_sync_job (in-process executor)."""
+    import dagster as dg
+
+    from assets.customers import crm_customers, customers_invalid_share, customers_unique_email
+    from assets.customers import customers as customers_asset
+    from pipelines.jobs import customer_sync_job
+    from resources.dagster_resources import CRMResource, DatabaseResource
+
+    _migrated(database_url)
+    os.environ["ENTERPRISE_CRM_URL"] = crm_url
+    database = DatabaseResource(database_url=database_url)
+    defs = dg.Definitions(
+        assets=[crm_customers, customers_asset],
+        asset_checks=[customers_unique_email, customers_invalid_share],
+        jobs=[customer_sync_job],
+        resources={
+            "database": database,
+            "crm": CRMResource(database=database, base_url=crm_url, sync_cap=customers, full_sync_ceiling=customers),
+        },
+    )
+    with dg.instance_for_test() as instance:
+        started = time.perf_counter()
+        result = defs.resolve_job_def("customer_sync_job").execute_in_process(
+            instance=instance, run_config={"ops": {"crm_customers": {"config": {"mode": "full"}}}}
+        )
+        wall = time.perf_counter() - started
+    assert result.success
+    return {"rows": customers, "wall_s": wall}
+
+
+def scenario_legacy(crm_url: str, database_url: str, customers: int) -> dict[str, Any]:
+    """The original shop: email UNIQUE, no index on lower(email); per record SELECT, then UPDATE or INSERT."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "CREATE TABLE customers (id INTEGER PRIMARY KEY, crm_id INTEGER, name TEXT, email TEXT UNIQUE, "
+                "phone TEXT, company TEXT, industry TEXT, revenue REAL, updated_at TEXT)"
+            )
+        )
+    out: dict[str, Any] = {}
+    for label in ("empty", "existing"):
+        started = time.perf_counter()
+        import httpx
+
+        with httpx.Client(base_url=crm_url, timeout=60) as http:
+            offset = 0
+            while offset < customers:
+                limit = min(PAGE, customers - offset)
+                page = http.get("/api/customers", params={"limit": limit, "offset": offset}).json()["customers"]
+                with engine.begin() as conn:  # one transaction per page
+                    for record in page:
+                        email = (record.get("email") or "").strip().lower()
+                        found = conn.execute(
+                            text("SELECT id FROM customers WHERE lower(email) = :email"), {"email": email}
+                        ).first()
+                        values = {
+                            "crm_id": record.get("id"),
+                            "name": record.get("name"),
+                            "email": email,
+                            "phone": record.get("phone"),
+                            "company": record.get("company"),
+                            "industry": record.get("industry"),
+                            "revenue": record.get("revenue"),
+                            "updated_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        }
+                        if found:
+                            conn.execute(
+                                text(
+                                    "UPDATE customers SET crm_id=:crm_id, name=:name, phone=:phone, "
+                                    "company=:company, industry=:industry, revenue=:revenue, "
+                                    "updated_at=:updated_at WHERE id=:id"
+                                ),
+                                {**values, "id": found.id},
+                            )
+                        else:
+                            conn.execute(
+                                text(
+                                    "INSERT INTO customers (crm_id, name, email, phone, company, industry, revenue, "
+                                    "updated_at) VALUES (:crm_id, :name, :email, :phone, :company, :industry, "
+                                    ":revenue, :updated_at)"
+                                ),
+                                values,
+                            )
+                if len(page) < limit:
+                    break
+                offset += limit
+        out[label] = {"rows": customers, "wall_s": time.perf_counter() - started}
+    return out
+
+
+def scenario_ours_small(crm_url: str, database_url: str, customers: int) -> dict[str, Any]:
+    """Our pull at the legacy comparison's size, both passes."""
+    return _ours(crm_url, database_url, customers, passes=2)
+
+
+SCENARIOS: dict[str, Callable[[str, str, int], dict[str, Any]]] = {
+    "floor": scenario_floor,
+    "ours": scenario_ours,
+    "dagster": scenario_dagster,
+    "legacy": scenario_legacy,
+    "ours_small": scenario_ours_small,
+}
+
+
+# -- driver -------------------------------------------------------------------------------------------
+
+
+def _run_scenario(name: str, crm_url: str, customers: int, workdir: Path) -> dict[str, Any]:
+    database_url = f"sqlite:///{workdir / f'{name}.db'}"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.customer_sync",
+            "--worker",
+            name,
+            "--crm-url",
+            crm_url,
+            "--database-url",
+            database_url,
+            "--customers",
+            str(customers),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"scenario {name} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def _worker(args: argparse.Namespace) -> None:
+    result = SCENARIOS[args.worker](args.crm_url, args.database_url, args.customers)
+    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(result))
+
+
+def _start_sandbox(customers: int) -> tuple[subprocess.Popen[bytes], str]:
+    from tests.support.net import free_port, wait_for
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "--host", "127.0.0.1", "--port", str(port), "--customers", str(customers)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(ready, timeout=120, interval=0.2, what="the sandbox")
+    return proc, url
+
+
+def _rate(rows: int, seconds: float) -> str:
+    return f"{rows / seconds:,.0f}" if seconds else "-"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every scenario, print a table of rows/s, wall time, peak RSS and ratios, save JSON."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=100_000, help="customers for the main comparison")
+    parser.add_argument("--legacy-customers", type=int, default=10_000, help="customers for the legacy comparison")
+    parser.add_argument("--worker", choices=sorted(SCENARIOS), help=argparse.SUPPRESS)
+    parser.add_argument("--crm-url", help=argparse.SUPPRESS)
+    parser.add_argument("--database-url", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        _worker(args)
+        return 0
+
+    results: dict[str, Any] = {"customers": args.customers, "legacy_customers": args.legacy_customers}
+    with tempfile.TemporaryDirectory(prefix="crm-bench-") as tmp:
+        workdir = Path(tmp)
+        sandbox, url = _start_sandbox(args.customers)
+        try:
+            for name in ("floor", "ours", "dagster"):
+                results[name] = _run_scenario(name, url, args.customers, workdir)
+            for name in ("legacy", "ours_small"):
+                results[name] = _run_scenario(name, url, args.legacy_customers, workdir)
+        finally:
+            sandbox.terminate()
+            sandbox.wait(timeout=30)
+
+    floor, ours, legacy, small = results["floor"], results["ours"], results["legacy"], results["ours_small"]
+    n, m = args.customers, args.legacy_customers
+    ratios = {
+        "ours_empty_vs_floor": ours["empty"]["wall_s"] / floor["wall_s"],
+        "ours_existing_vs_floor": ours["existing"]["wall_s"] / floor["wall_s"],
+        "upsert_vs_plain_insert_speed": floor["insert_s"] / ours["upsert_only_s"],
+        "dagster_run_vs_floor": results["dagster"]["wall_s"] / floor["wall_s"],
+        "legacy_vs_ours_empty": legacy["empty"]["wall_s"] / small["empty"]["wall_s"],
+        "legacy_vs_ours_existing": legacy["existing"]["wall_s"] / small["existing"]["wall_s"],
+    }
+    results["ratios"] = ratios
+    rows = [
+        ("floor: fetch+parse pages, no DB", n, floor["fetch_s"], floor["peak_rss_mib"]),
+        ("floor: plain executemany INSERT", n, floor["insert_s"], floor["peak_rss_mib"]),
+        ("floor: total", n, floor["wall_s"], floor["peak_rss_mib"]),
+        ("ours: end to end, empty table", n, ours["empty"]["wall_s"], ours["peak_rss_mib"]),
+        ("ours: end to end, every row exists", n, ours["existing"]["wall_s"], ours["peak_rss_mib"]),
+        ("ours: upsert phase alone, empty", n, ours["upsert_only_s"], ours["peak_rss_mib"]),
+        ("ours: as a Dagster run, empty", n, results["dagster"]["wall_s"], results["dagster"]["peak_rss_mib"]),
+        ("original shop method, empty", m, legacy["empty"]["wall_s"], legacy["peak_rss_mib"]),
+        ("original shop method, every row exists", m, legacy["existing"]["wall_s"], legacy["peak_rss_mib"]),
+        ("ours, empty", m, small["empty"]["wall_s"], small["peak_rss_mib"]),
+        ("ours, every row exists", m, small["existing"]["wall_s"], small["peak_rss_mib"]),
+    ]
+    print(f"{'scenario':42} {'rows':>8} {'wall s':>8} {'rows/s':>10} {'peak RSS MiB':>13}")
+    for label, count, seconds, rss in rows:
+        print(f"{label:42} {count:>8,} {seconds:>8.2f} {_rate(count, seconds):>10} {rss:>13.0f}")
+    print()
+    print(
+        f"ours end to end / floor:          {ratios['ours_empty_vs_floor']:.2f}x (empty), "
+        f"{ratios['ours_existing_vs_floor']:.2f}x (existing)   target <= 2.0x"
+    )
+    print(f"upsert speed / plain INSERT:      {ratios['upsert_vs_plain_insert_speed']:.2f}   target >= 0.6")
+    print(f"Dagster run / floor:              {ratios['dagster_run_vs_floor']:.2f}x")
+    print(
+        f"original method / ours at {m:,}: {ratios['legacy_vs_ours_empty']:.1f}x (empty), "
+        f"{ratios['legacy_vs_ours_existing']:.1f}x (existing)   target >= 20x"
+    )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "customer_sync.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
