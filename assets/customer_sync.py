@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pandas as pd
 from sqlalchemy import Engine
 
-from domain.customers import Rejected, frame_rows, validate_customers
+from domain.customers import CustomerValidator, Rejected
 from resources.crm_client import CRMClient
 from resources.crm_errors import CRMError
 from resources.customer_store import (
@@ -32,7 +31,7 @@ SyncMode = Literal["window", "full"]
 class CustomerExtract:
     """A validated window of CRM customers, ready to load."""
 
-    frame: pd.DataFrame
+    rows: list[dict[str, Any]]
     rejected: list[Rejected]
     mode: SyncMode
     start_offset: int
@@ -49,7 +48,7 @@ class CustomerExtract:
         return {
             "mode": self.mode,
             "fetched": self.fetched,
-            "valid": len(self.frame),
+            "valid": len(self.rows),
             "invalid": len(self.rejected),
             "window_start": self.start_offset,
             "next_cursor": self.next_offset,
@@ -76,6 +75,7 @@ def extract_customers(
     cap: int = CRM_MAX_PAGE_SIZE,
     page_size: int = CRM_MAX_PAGE_SIZE,
     full_ceiling: int = 100_000,
+    concurrency: int = 1,
     run_id: str | None = None,
 ) -> CustomerExtract:
     """Fetch the next window after the stored cursor (or everything up to the ceiling) and validate it."""
@@ -84,14 +84,22 @@ def extract_customers(
     with engine.connect() as conn:
         cursor = get_sync_state(conn).cursor_offset
     offset, limit = (0, full_ceiling) if mode == "full" else (cursor, cap)
+    validator = CustomerValidator()
     try:
-        window = client.fetch_customer_window(offset=offset, cap=limit, page_size=min(page_size, limit))
+        # Each page is normalized while the next one is on its way.
+        window = client.fetch_customer_window(
+            offset=offset,
+            cap=limit,
+            page_size=min(page_size, limit),
+            concurrency=concurrency,
+            on_page=validator.add,
+        )
     except CRMError as exc:
         fail_sync(engine, run_id=run_id, error=str(exc))
         raise
-    batch = validate_customers(window.records)
+    batch = validator.finish()
     return CustomerExtract(
-        frame=batch.frame,
+        rows=batch.rows,
         rejected=batch.rejected,
         mode=mode,
         start_offset=window.start_offset,
@@ -108,7 +116,7 @@ def extract_customers(
 def load_customers(engine: Engine, extract: CustomerExtract, *, run_id: str | None = None) -> LoadResult:
     """Upsert the valid rows, keep the invalid ones, move the cursor: all in one transaction."""
     run_id = run_id or extract.run_id
-    rows = frame_rows(extract.frame)
+    rows = extract.rows
     try:
         with engine.begin() as conn:
             counts = upsert_customers(conn, rows)

@@ -38,6 +38,7 @@ def crm_customers(
             cap=min(config.limit or settings.crm_sync_cap, settings.crm_sync_cap),
             page_size=settings.crm_page_size,
             full_ceiling=settings.crm_full_sync_ceiling,
+            concurrency=settings.crm_fetch_concurrency,
             run_id=context.run.run_id,
         )
     return dg.Output(extract, metadata=extract.metadata)

@@ -224,12 +224,14 @@ class CustomerBatch:
     """The outcome of normalizing and validating one window of CRM records."""
 
     frame: pd.DataFrame
+    #: The validated rows as plain Python values, in frame order (None for missing, aware datetimes).
+    rows: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def valid_count(self) -> int:
         """Rows that passed validation."""
-        return len(self.frame)
+        return len(self.rows)
 
 
 _CHECK_REASONS = (
@@ -299,17 +301,36 @@ def _recency(row: dict[str, Any]) -> tuple[datetime, int]:
     return stamp, int(crm_id) if crm_id and crm_id.isdigit() else -1
 
 
+class CustomerValidator:
+    """Normalizes CRM records as they arrive, page by page, then validates the whole window at once."""
+
+    def __init__(self) -> None:
+        self._rows: list[dict[str, Any]] = []
+        self._raws: list[Any] = []
+        self._rejected: list[Rejected] = []
+
+    def add(self, records: list[Any]) -> None:
+        """Normalize one page of records."""
+        for record in records:
+            if not isinstance(record, Mapping):
+                self._rejected.append(Rejected(record, f"record is {type(record).__name__}, not an object"))
+                continue
+            self._rows.append(normalize_record(record))
+            self._raws.append(record)
+
+    def finish(self) -> CustomerBatch:
+        """Deduplicate and validate everything added; invalid records come back with a reason."""
+        return _validate(self._rows, self._raws, self._rejected)
+
+
 def validate_customers(records: list[Any]) -> CustomerBatch:
     """Normalize and validate a window of CRM records; invalid ones come back with a reason."""
-    rejected: list[Rejected] = []
-    rows: list[dict[str, Any]] = []
-    raws: list[Any] = []
-    for record in records:
-        if not isinstance(record, Mapping):
-            rejected.append(Rejected(record, f"record is {type(record).__name__}, not an object"))
-            continue
-        rows.append(normalize_record(record))
-        raws.append(record)
+    validator = CustomerValidator()
+    validator.add(records)
+    return validator.finish()
+
+
+def _validate(rows: list[dict[str, Any]], raws: list[Any], rejected: list[Rejected]) -> CustomerBatch:
     kept = _dedupe(rows, rejected, raws)
     rows = [rows[i] for i in kept]
     raws = [raws[i] for i in kept]
@@ -327,17 +348,5 @@ def validate_customers(records: list[Any]) -> CustomerBatch:
             row = rows[index]
             rejected.append(Rejected(raws[index], "; ".join(sorted(set(texts))), row["crm_id"], row["email"]))
         frame = CustomerFrame.validate(frame.drop(index=list(reasons)).reset_index(drop=True))
-    return CustomerBatch(frame=frame, rejected=rejected)
-
-
-def frame_rows(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows of a CustomerFrame as plain Python values (None for missing, aware datetimes)."""
-    columns: dict[str, list[Any]] = {}
-    for name in COLUMNS:
-        series = frame[name]
-        if name in ("crm_created_at", "crm_updated_at"):
-            values = series.dt.to_pydatetime().where(series.notna(), None).tolist()
-        else:
-            values = series.to_numpy(dtype=object, na_value=None).tolist()
-        columns[name] = values
-    return [dict(zip(COLUMNS, values, strict=True)) for values in zip(*columns.values(), strict=True)]
+        rows = [row for index, row in enumerate(rows) if index not in reasons]
+    return CustomerBatch(frame=frame, rows=rows, rejected=rejected)

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -35,6 +37,9 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
         self._engine = engine
         self._probe_lease = timedelta(seconds=probe_lease)
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # pybreaker reads the state several times per call; within one call of one thread one read is
+        # enough, and any write drops it.
+        self._call = threading.local()
         self._ensure_row()
 
     def _ensure_row(self) -> None:
@@ -53,11 +58,27 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
             pass  # another process created it first
 
     def row(self) -> Any:
-        """The stored breaker row."""
+        """The stored breaker row (read once per guarded call)."""
+        cached = getattr(self._call, "row", None)
+        if cached is not None:
+            return cached
         with self._engine.connect() as conn:
-            return conn.execute(select(circuit_breakers).where(circuit_breakers.c.name == self.name)).one()
+            row = conn.execute(select(circuit_breakers).where(circuit_breakers.c.name == self.name)).one()
+        if getattr(self._call, "active", False):
+            self._call.row = row
+        return row
+
+    @contextmanager
+    def one_read_per_call(self) -> Iterator[None]:
+        """Cache the row for the duration of one guarded call in this thread."""
+        self._call.active, self._call.row = True, None
+        try:
+            yield
+        finally:
+            self._call.active, self._call.row = False, None
 
     def _write(self, *conditions: Any, **values: Any) -> int:
+        self._call.row = None
         table = circuit_breakers
         with self._engine.begin() as conn:
             return conn.execute(
@@ -136,12 +157,13 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
 
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run func under the breaker; unlike pybreaker's, no process-wide lock is held during the call."""
-        if self.current_state == HALF_OPEN:
-            if not self.storage.probe_is_mine_or_stale():
-                raise ProbeInProgress("circuit half-open: another caller is probing the CRM")
-            if self.storage.row().probe_owner != self.storage.owner:
-                self.half_open()
-        return self.state.call(func, *args, **kwargs)
+        with self.storage.one_read_per_call():
+            if self.current_state == HALF_OPEN:
+                if not self.storage.probe_is_mine_or_stale():
+                    raise ProbeInProgress("circuit half-open: another caller is probing the CRM")
+                if self.storage.row().probe_owner != self.storage.owner:
+                    self.half_open()
+            return self.state.call(func, *args, **kwargs)
 
     def snapshot(self) -> dict[str, Any]:
         """State, failure count and opening time, for health output and span attributes."""

@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from itertools import islice
 from typing import Any, TypeVar
 
 import httpx
@@ -252,35 +255,85 @@ class CRMClient:
         except EnvelopeError as exc:
             raise CRMBadResponse(f"GET /api/customers: {exc}") from exc
 
-    def fetch_customer_window(self, *, offset: int, cap: int, page_size: int) -> CustomerWindow:
-        """Up to `cap` customers from `offset` by id; wraps to 0 at the end of the list (D1)."""
+    def fetch_customer_window(
+        self,
+        *,
+        offset: int,
+        cap: int,
+        page_size: int,
+        concurrency: int = 1,
+        on_page: Callable[[list[Any]], None] | None = None,
+    ) -> CustomerWindow:
+        """Up to `cap` customers from `offset` by id; wraps to 0 at the end of the list (D1).
+
+        With `concurrency` > 1 the next pages are requested while earlier ones are handled; pages still
+        come in CRM id order, each passed to `on_page` (in the calling thread) as it arrives.
+        """
         started = time.perf_counter()
-        records: list[Any] = []
-        start = position = max(0, offset)
-        pages = 0
-        wrapped = False
-        while len(records) < cap:
-            limit = min(page_size, cap - len(records))
-            page = self.list_customers(limit=limit, offset=position)
-            pages += 1
-            records.extend(page)
-            position += len(page)
-            if len(page) < limit:
-                wrapped = True
-                if not records and start > 0:
-                    # The stored cursor points past a list that shrank: start the cycle over now.
-                    start = position = 0
-                    wrapped = False
-                    continue
-                break
+        start = max(0, offset)
+        records, pages, reached_end = self._read_pages(start, cap, page_size, concurrency, on_page)
+        if not records and reached_end and start > 0:
+            # The stored cursor points past a list that shrank: start the cycle over now.
+            start = 0
+            records, more, reached_end = self._read_pages(0, cap, page_size, concurrency, on_page)
+            pages += more
         return CustomerWindow(
             records=records,
             start_offset=start,
-            next_offset=0 if wrapped else position,
-            wrapped=wrapped,
+            next_offset=0 if reached_end else start + len(records),
+            wrapped=reached_end,
             pages=pages,
             latency_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _read_pages(
+        self,
+        start: int,
+        cap: int,
+        page_size: int,
+        concurrency: int,
+        on_page: Callable[[list[Any]], None] | None,
+    ) -> tuple[list[Any], int, bool]:
+        """Read pages [start, start + cap) in order; stop at the first short page (the list's end)."""
+        plan = [(start + done, min(page_size, cap - done)) for done in range(0, cap, page_size)]
+        records: list[Any] = []
+        pages = 0
+        for (_, limit), page in self._pages_in_order(plan, concurrency):
+            pages += 1
+            page = page[:limit]
+            records.extend(page)
+            if on_page is not None:
+                on_page(page)
+            if len(page) < limit:
+                return records, pages, True
+        return records, pages, False
+
+    def _pages_in_order(
+        self, plan: list[tuple[int, int]], concurrency: int
+    ) -> Iterator[tuple[tuple[int, int], list[Any]]]:
+        def fetch(item: tuple[int, int]) -> list[Any]:
+            return self.list_customers(limit=item[1], offset=item[0])
+
+        if concurrency <= 1:
+            for item in plan:
+                yield item, fetch(item)
+            return
+        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crm-page") as pool:
+            upcoming = iter(plan)
+            in_flight: deque[tuple[tuple[int, int], Future[list[Any]]]] = deque(
+                (item, pool.submit(fetch, item)) for item in islice(upcoming, concurrency)
+            )
+            try:
+                while in_flight:
+                    item, future = in_flight.popleft()
+                    page = future.result()
+                    following = next(upcoming, None)
+                    if following is not None:
+                        in_flight.append((following, pool.submit(fetch, following)))
+                    yield item, page
+            finally:
+                for _, future in in_flight:
+                    future.cancel()
 
     def get_customer(self, crm_id: int) -> dict[str, Any]:
         """One CRM customer by id; raises CRMNotFound for the CRM's 200 {"error": ...}."""

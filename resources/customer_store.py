@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import (
@@ -69,6 +70,7 @@ def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict
 
 _UPSERT_COLUMNS = ("email_normalized", *TRACKED_FIELDS, "created_at", "updated_at", "last_synced_at")
 _UPDATE_ON_CONFLICT = (*TRACKED_FIELDS, "updated_at", "last_synced_at")
+_TIMESTAMP_COLUMNS = frozenset(("crm_created_at", "crm_updated_at", "created_at", "updated_at", "last_synced_at"))
 
 
 def upsert_statement(dialect_name: str) -> Insert | TextClause:
@@ -110,7 +112,7 @@ def _sqlite_timestamp(value: datetime) -> str:
     )
 
 
-def _executemany(conn: Connection, statement: Insert | TextClause, rows: list[dict[str, Any]]) -> None:
+def executemany(conn: Connection, statement: Insert | TextClause, rows: list[dict[str, Any]]) -> None:
     """Run one statement for many rows straight through the DB driver.
 
     SQLAlchemy's per-value bind processing costs several times SQLite's own insert (bench/customer_sync.py);
@@ -118,22 +120,26 @@ def _executemany(conn: Connection, statement: Insert | TextClause, rows: list[di
     """
     compiled = statement.compile(dialect=conn.dialect, column_keys=list(_UPSERT_COLUMNS))
     names = list(compiled.positiontup or []) if compiled.positional else list(_UPSERT_COLUMNS)
-    if conn.dialect.name == "sqlite":
-        stamps: dict[datetime, str] = {}
-
-        def convert(value: Any) -> Any:
-            if isinstance(value, datetime):
-                text_value = stamps.get(value)
+    if not compiled.positional:
+        conn.exec_driver_sql(str(compiled), [{name: row[name] for name in names} for row in rows])
+        return
+    values = itemgetter(*names)
+    stamp_positions = [i for i, name in enumerate(names) if name in _TIMESTAMP_COLUMNS]
+    if conn.dialect.name != "sqlite" or not stamp_positions:
+        conn.exec_driver_sql(str(compiled), [values(row) for row in rows])
+        return
+    stamps: dict[datetime, str] = {}
+    params: list[tuple[Any, ...]] = []
+    for row in rows:
+        record = list(values(row))
+        for position in stamp_positions:
+            stamp = record[position]
+            if stamp is not None:
+                text_value = stamps.get(stamp)
                 if text_value is None:
-                    text_value = stamps[value] = _sqlite_timestamp(value)
-                return text_value
-            return value
-
-        params: list[Any] = [tuple(convert(row[name]) for name in names) for row in rows]
-    elif compiled.positional:
-        params = [tuple(row[name] for name in names) for row in rows]
-    else:
-        params = [{name: row[name] for name in names} for row in rows]
+                    text_value = stamps[stamp] = _sqlite_timestamp(stamp)
+                record[position] = text_value
+        params.append(tuple(record))
     conn.exec_driver_sql(str(compiled), params)
 
 
@@ -177,7 +183,7 @@ def upsert_customers(
                 updated += 1
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
         if writes:
-            _executemany(conn, statement, writes)
+            executemany(conn, statement, writes)
         if same:
             conn.execute(update(customers).where(key.in_(same)).values(last_synced_at=now))
             unchanged += len(same)
@@ -243,6 +249,8 @@ def resolve_rejects(conn: Connection, crm_ids: Sequence[str], *, now: datetime |
     """Mark open rejects resolved once the same CRM record arrives valid."""
     ids = [crm_id for crm_id in crm_ids if crm_id]
     table = customer_rejects
+    if not ids or conn.execute(select(table.c.id).where(table.c.resolved_at.is_(None)).limit(1)).first() is None:
+        return
     for chunk_start in range(0, len(ids), DEFAULT_CHUNK_SIZE):
         chunk = ids[chunk_start : chunk_start + DEFAULT_CHUNK_SIZE]
         conn.execute(

@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     crm_page_size: int = Field(default=CRM_MAX_PAGE_SIZE, ge=1, le=CRM_MAX_PAGE_SIZE)
     crm_sync_cap: int = Field(default=500, ge=1)
     crm_full_sync_ceiling: int = Field(default=100_000, ge=1)
+    crm_fetch_concurrency: int = Field(default=2, ge=1, le=8)
     sync_cache_ttl: float = Field(default=300.0, ge=0)
     max_invalid_share: float = Field(default=0.05, ge=0, le=1)
 

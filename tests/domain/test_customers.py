@@ -12,7 +12,6 @@ from domain.customers import (
     EnvelopeError,
     canonical_id,
     extract_records,
-    frame_rows,
     normalize_email,
     normalize_record,
     parse_revenue,
@@ -172,7 +171,7 @@ def test_the_most_recently_updated_duplicate_wins() -> None:
 
 def test_missing_values_are_none_never_the_text_nan() -> None:
     batch = validate_customers([{"id": 1, "email": "a@x.io"}])
-    (row,) = frame_rows(batch.frame)
+    (row,) = batch.rows
     assert row == {
         "email_normalized": "a@x.io",
         "crm_id": "1",
@@ -195,6 +194,18 @@ def test_frame_types_are_checked_by_pandera() -> None:
     assert str(frame["revenue"].dtype) == "Float64"
     assert str(frame["crm_updated_at"].dtype) == "datetime64[us, UTC]"
     assert isinstance(frame["crm_id"].dtype, pd.StringDtype)
-    (row,) = frame_rows(frame)
+    (row,) = batch.rows
     assert row["crm_updated_at"] == datetime(2026, 12, 3, 15, 39, 22, 430075, tzinfo=UTC)
     assert math.isclose(row["revenue"], 5200000.0)
+
+
+def test_rows_stay_aligned_with_the_validated_frame_when_rows_are_dropped() -> None:
+    records = [
+        {"id": 1, "email": "a@x.io", "revenue": "1k"},
+        {"id": 2, "email": "broken"},
+        {"id": 3, "email": "c@x.io", "name": "C"},
+    ]
+    batch = validate_customers(records)
+    assert [r["crm_id"] for r in batch.rows] == list(batch.frame["crm_id"]) == ["1", "3"]
+    assert [r["revenue"] for r in batch.rows] == [1000.0, None]
+    assert batch.frame["revenue"].isna().tolist() == [False, True]

@@ -191,3 +191,21 @@ def test_health_of_the_sandbox(make_client) -> None:  # type: ignore[no-untyped-
     client, _ = make_client()
     report = client.health()
     assert (report["status"], report["service"], report["detail"]) == ("healthy", "enterprise-crm-portal", None)
+
+
+@pytest.mark.parametrize("concurrency", [2, 4])
+def test_concurrent_page_reads_keep_crm_order_and_stop_at_the_end(make_client, crm, concurrency: int) -> None:  # type: ignore[no-untyped-def]
+    client, _ = make_client()
+    sequential = client.fetch_customer_window(offset=100, cap=1200, page_size=250, concurrency=1)
+    parallel = client.fetch_customer_window(offset=100, cap=1200, page_size=250, concurrency=concurrency)
+    assert [r["id"] for r in parallel.records] == [r["id"] for r in sequential.records] == list(range(101, 1201))
+    assert (parallel.next_offset, parallel.wrapped) == (0, True)
+    full = client.fetch_customer_window(offset=0, cap=1000, page_size=300, concurrency=concurrency)
+    assert ([r["id"] for r in full.records], full.next_offset, full.wrapped) == (list(range(1, 1001)), 1000, False)
+
+
+def test_a_failing_page_fails_a_concurrent_window(make_client, crm) -> None:  # type: ignore[no-untyped-def]
+    crm.set_faults([{"mode": "http_500", "path": "/api/customers", "times": 50, "probability": 0.5}])
+    client, _ = make_client(crm_retry_attempts=1)
+    with pytest.raises(CRMServerError):
+        client.fetch_customer_window(offset=0, cap=1200, page_size=100, concurrency=3)

@@ -9,7 +9,7 @@ from alembic import command
 from sqlalchemy import func, inspect, select
 from sqlalchemy.dialects import oracle
 
-from domain.customers import Rejected, frame_rows, validate_customers
+from domain.customers import Rejected, validate_customers
 from resources.crm_factory import shared_engine
 from resources.customer_store import (
     UpsertCounts,
@@ -37,7 +37,7 @@ def _rows(n: int, **changes: object) -> list[dict]:
         }
         for i in range(1, n + 1)
     ]
-    return frame_rows(validate_customers(records).frame)
+    return validate_customers(records).rows
 
 
 def test_upsert_inserts_then_is_idempotent_then_updates_only_changes(db_url: str) -> None:
