@@ -10,6 +10,7 @@ from api.context import EXTENSION, Integration, make_run_launcher
 from api.errors import register_error_handlers
 from api.validation import spec
 from resources.settings import Settings, get_settings
+from resources.telemetry import instrument_flask, setup_telemetry
 
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
@@ -18,6 +19,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     config = dict(test_config or {})
     settings: Settings = config.pop("settings", None) or get_settings()
+    # gunicorn loads the app in each worker after the fork, so this runs once per worker process.
+    setup_telemetry("api")
     app = Flask(__name__)
     app.config.update(JSON_SORT_KEYS=False, **config)
     app.json.sort_keys = False
@@ -28,4 +31,5 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     register_error_handlers(app)
     spec.register(app)
+    instrument_flask(app)
     return app

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, jsonify
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from api.auth import require_service_key
@@ -16,6 +17,7 @@ from api.validation import json_object_body, spec
 from resources.customer_store import get_sync_run, get_sync_state, list_customers
 from resources.db import utcnow
 from resources.settings import CRM_MAX_PAGE_SIZE
+from resources.telemetry import run_tags_for_current_trace, set_attributes
 
 bp = Blueprint("customers", __name__, url_prefix="/api/integrations/crm")
 CUSTOMER_SYNC_JOB = "customer_sync_job"
@@ -73,15 +75,15 @@ def _sync(ctx: Integration, *, force: bool, limit: int | None) -> dict[str, Any]
         state = get_sync_state(conn)
     age = (utcnow() - state.last_success_at).total_seconds() if state.last_success_at else None
     if not force and age is not None and age < settings.sync_cache_ttl:
+        set_attributes(trace.get_current_span(), **{"integration.sync.cached": True})
         return _sync_reply(ctx, run=None, cached=True, cache_age=age)
     run_config: dict[str, Any] = {"ops": {"crm_customers": {"config": {"mode": "window", "limit": limit}}}}
+    # The run's spans become children of this request's span through its tags (D8).
+    tags = {"crm/trigger": "api", "crm/forced": str(force).lower(), **run_tags_for_current_trace()}
     outcome = launch_and_wait(
-        ctx.run_launcher,
-        CUSTOMER_SYNC_JOB,
-        run_config,
-        {"crm/trigger": "api", "crm/forced": str(force).lower()},
-        timeout=settings.dagster_run_timeout,
+        ctx.run_launcher, CUSTOMER_SYNC_JOB, run_config, tags, timeout=settings.dagster_run_timeout
     )
+    set_attributes(trace.get_current_span(), **{"dagster.run_id": outcome.run_id, "dagster.run_status": outcome.status})
     if not outcome.finished:
         raise APIError(
             504,

@@ -13,3 +13,10 @@ errorlog = "-"
 wsgi_app = "api.wsgi:app"
 # gunicorn 27's control socket would live in $HOME; nothing here uses it.
 control_socket_disable = True
+
+
+def worker_exit(server, worker):  # type: ignore[no-untyped-def]
+    """Export buffered spans before a worker goes away."""
+    from resources.telemetry import shutdown_telemetry
+
+    shutdown_telemetry()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify
 
 from api.context import integration
+from resources.telemetry import crm_span, set_attributes
 
 bp = Blueprint("health", __name__, url_prefix="/api/integrations/crm")
 
@@ -17,7 +18,16 @@ def crm_health():  # type: ignore[no-untyped-def]
     ctx = integration()
     if not ctx.settings.enterprise_crm_url:
         return jsonify({"status": "not_configured", "crm_url": None, "detail": "ENTERPRISE_CRM_URL is not set"})
-    report = ctx.crm.health()
+    with crm_span("health_check") as span:
+        report = ctx.crm.health()
+        set_attributes(
+            span,
+            **{
+                "integration.crm.health": report["status"],
+                "integration.circuit_breaker.state": report["circuit_breaker"]["state"],
+                "integration.crm.latency_ms": report["latency_ms"],
+            },
+        )
     report["detail"] = ctx.public(report["detail"])
     report["crm_url"] = ctx.settings.public_crm_url or None
     return jsonify(report)

@@ -9,7 +9,8 @@ import dagster as dg
 
 from assets.customer_sync import CustomerExtract, extract_customers, load_customers
 from resources.customer_store import duplicate_emails, get_sync_state
-from resources.dagster_resources import CRMResource, DatabaseResource
+from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
+from resources.telemetry import set_attributes
 
 CUSTOMERS_GROUP = "customers"
 
@@ -27,10 +28,11 @@ def crm_customers(
     config: CustomerSyncConfig,
     crm: CRMResource,
     database: DatabaseResource,
+    telemetry: TelemetryResource,
 ) -> dg.Output[CustomerExtract]:
     """The next window of CRM customers (at most the per-sync cap), normalized and validated."""
     settings = crm.settings
-    with crm.client() as client:
+    with telemetry.step("integration.crm.sync_customers.fetch", mode=config.mode) as span, crm.client() as client:
         extract = extract_customers(
             client,
             database.engine,
@@ -41,7 +43,16 @@ def crm_customers(
             concurrency=settings.crm_fetch_concurrency,
             run_id=context.run.run_id,
         )
-    return dg.Output(extract, metadata=extract.metadata)
+        metadata = extract.metadata
+        set_attributes(span, **{f"integration.customers.{k}": v for k, v in metadata.items()})
+        telemetry.annotate(
+            **{
+                "integration.customers.fetched": extract.fetched,
+                "integration.customers.invalid": len(extract.rejected),
+                "integration.circuit_breaker.state": client.breaker.snapshot()["state"],
+            }
+        )
+    return dg.Output(extract, metadata=metadata)
 
 
 @dg.asset(
@@ -53,10 +64,21 @@ def crm_customers(
     ),
 )
 def customers(
-    context: dg.AssetExecutionContext, crm_customers: CustomerExtract, database: DatabaseResource
+    context: dg.AssetExecutionContext,
+    crm_customers: CustomerExtract,
+    database: DatabaseResource,
+    telemetry: TelemetryResource,
 ) -> dg.MaterializeResult:
     """The local customer table, upserted by normalized email."""
-    result = load_customers(database.engine, crm_customers, run_id=context.run.run_id)
+    with telemetry.step("integration.crm.sync_customers.load", rows=len(crm_customers.rows)):
+        result = load_customers(database.engine, crm_customers, run_id=context.run.run_id)
+    telemetry.annotate(
+        **{
+            "integration.customers.inserted": result.counts.inserted,
+            "integration.customers.updated": result.counts.updated,
+            "integration.customers.unchanged": result.counts.unchanged,
+        }
+    )
     return dg.MaterializeResult(
         metadata={
             **crm_customers.metadata,

@@ -155,7 +155,7 @@ def scenario_dagster(crm_url: str, database_url: str, customers: int) -> dict[st
     from assets.customers import crm_customers, customers_invalid_share, customers_unique_email
     from assets.customers import customers as customers_asset
     from pipelines.jobs import customer_sync_job
-    from resources.dagster_resources import CRMResource, DatabaseResource
+    from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
 
     _migrated(database_url)
     os.environ["ENTERPRISE_CRM_URL"] = crm_url
@@ -167,6 +167,7 @@ def scenario_dagster(crm_url: str, database_url: str, customers: int) -> dict[st
         resources={
             "database": database,
             "crm": CRMResource(database=database, base_url=crm_url, sync_cap=customers, full_sync_ceiling=customers),
+            "telemetry": TelemetryResource(),
         },
     )
     with dg.instance_for_test() as instance:

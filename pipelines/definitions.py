@@ -8,7 +8,7 @@ from assets.customers import crm_customers, customers, customers_invalid_share, 
 from pipelines.jobs import customer_sync_job
 from pipelines.schedules import customer_sync_schedule
 from pipelines.sensors import customer_bootstrap_sensor
-from resources.dagster_resources import CRMResource, DatabaseResource
+from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
 
 _database = DatabaseResource()
 
@@ -18,5 +18,5 @@ defs = dg.Definitions(
     jobs=[customer_sync_job],
     schedules=[customer_sync_schedule],
     sensors=[customer_bootstrap_sensor],
-    resources={"database": _database, "crm": CRMResource(database=_database)},
+    resources={"database": _database, "crm": CRMResource(database=_database), "telemetry": TelemetryResource()},
 )

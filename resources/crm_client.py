@@ -6,6 +6,7 @@ parsed JSON or one of the exceptions in `resources.crm_errors`.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import time
@@ -320,8 +321,10 @@ class CRMClient:
             return
         with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="crm-page") as pool:
             upcoming = iter(plan)
+            # Each page runs in a copy of this thread's context, so its HTTP span joins the caller's trace.
             in_flight: deque[tuple[tuple[int, int], Future[list[Any]]]] = deque(
-                (item, pool.submit(fetch, item)) for item in islice(upcoming, concurrency)
+                (item, pool.submit(contextvars.copy_context().run, fetch, item))
+                for item in islice(upcoming, concurrency)
             )
             try:
                 while in_flight:
@@ -329,7 +332,7 @@ class CRMClient:
                     page = future.result()
                     following = next(upcoming, None)
                     if following is not None:
-                        in_flight.append((following, pool.submit(fetch, following)))
+                        in_flight.append((following, pool.submit(contextvars.copy_context().run, fetch, following)))
                     yield item, page
             finally:
                 for _, future in in_flight:

@@ -4,13 +4,31 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dagster as dg
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
+from pydantic import PrivateAttr
 from sqlalchemy import Engine
 
 from resources.crm_client import CRMClient
 from resources.crm_factory import build_crm_client, shared_engine
 from resources.settings import Settings, get_settings
+from resources.telemetry import (
+    PEER_SERVICE,
+    TARGET_SERVICE,
+    context_from_run_tags,
+    flush_telemetry,
+    mark_error,
+    safe_attributes,
+    set_attributes,
+    setup_telemetry,
+    tracer,
+)
+
+#: Run tag naming the integration operation a job performs; the run's span is integration.crm.<operation>.
+OPERATION_TAG = "crm/operation"
 
 
 class DatabaseResource(dg.ConfigurableResource):
@@ -60,3 +78,65 @@ class CRMResource(dg.ConfigurableResource):
             yield client
         finally:
             client.close()
+
+
+class TelemetryResource(dg.ConfigurableResource):
+    """One span per run, `integration.crm.<operation>`, child of the caller's span carried in the run's tags.
+
+    A run started by the API continues the API request's trace; a scheduled run starts its own. Steps
+    open child spans with `step`; everything is flushed when the run's resources are torn down.
+    """
+
+    component: str = "dagster-run"
+    _run_span: Any = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        setup_telemetry(self.component)
+        run = context.run
+        tags = dict(run.tags) if run else {}
+        operation = tags.get(OPERATION_TAG) or (run.job_name if run else "run")
+        self._run_span = tracer().start_span(
+            f"integration.crm.{operation}",
+            context=context_from_run_tags(tags),
+            kind=SpanKind.INTERNAL,
+            attributes=safe_attributes(
+                {
+                    "integration.target_service": TARGET_SERVICE,
+                    "peer.service": PEER_SERVICE,
+                    "dagster.run_id": run.run_id if run else None,
+                    "dagster.job": run.job_name if run else None,
+                    "dagster.trigger": tags.get("crm/trigger") or _trigger(tags),
+                }
+            ),
+        )
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._run_span is not None:
+            self._run_span.end()
+            self._run_span = None
+        flush_telemetry()
+
+    @contextmanager
+    def step(self, name: str, **attributes: Any) -> Iterator[Span]:
+        """A current span for one step, child of the run's span; failures mark the run span too."""
+        parent = trace.set_span_in_context(self._run_span) if self._run_span is not None else None
+        with tracer().start_as_current_span(name, context=parent, attributes=safe_attributes(attributes)) as span:
+            try:
+                yield span
+            except Exception as exc:
+                if self._run_span is not None:
+                    mark_error(self._run_span, exc)
+                raise
+
+    def annotate(self, **attributes: Any) -> None:
+        """Add counts and outcomes to the run's span."""
+        if self._run_span is not None:
+            set_attributes(self._run_span, **attributes)
+
+
+def _trigger(tags: dict[str, str]) -> str:
+    if "dagster/schedule_name" in tags:
+        return "schedule"
+    if "dagster/sensor_name" in tags:
+        return "sensor"
+    return "manual"

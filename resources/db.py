@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy
 from sqlalchemy import (
     Boolean,
     Column,
@@ -19,7 +20,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
     event,
 )
 from sqlalchemy.dialects import oracle
@@ -176,10 +176,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        engine = sqlalchemy.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     if parsed.drivername == "postgresql":
         # psycopg 3 is the installed driver; say so rather than rely on the dialect's default.
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return sqlalchemy.create_engine(url, pool_pre_ping=True, **kwargs)

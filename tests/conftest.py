@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -11,15 +12,29 @@ from sqlalchemy import create_engine, text
 
 from resources.crm_client import CRMClient
 from resources.crm_factory import build_crm_client, shared_engine
-from resources.dagster_resources import CRMResource, DatabaseResource
+from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
 from resources.migrations import upgrade
 from resources.settings import Settings, get_settings
+from resources.telemetry import shutdown_telemetry
+from tests.support.otlp import OTLPReceiver
 from tests.support.postgres import postgres_server
 
 if TYPE_CHECKING:
     from sandbox import SandboxServer
 
 SETTINGS_ENV = [name.upper() for name in Settings.model_fields]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def otlp_receiver() -> Iterator[OTLPReceiver]:
+    """Every process the tests start exports its spans here (set before any telemetry is set up)."""
+    receiver = OTLPReceiver().start()
+    os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.endpoint
+    os.environ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
+    os.environ["OTEL_BSP_SCHEDULE_DELAY"] = "200"
+    yield receiver
+    shutdown_telemetry()
+    receiver.stop()
 
 
 @pytest.fixture(autouse=True)
@@ -117,4 +132,5 @@ def dagster_resources(settings: Settings) -> dict[str, object]:
     return {
         "database": database,
         "crm": CRMResource(database=database, base_url=settings.enterprise_crm_url, retry_backoff=0.0),
+        "telemetry": TelemetryResource(),
     }

@@ -49,7 +49,7 @@ def _graphql(url: str, query: str) -> dict:
     return response.json()["data"]
 
 
-def test_make_run_serves_customers_schedules_syncs_and_stops_cleanly(tmp_path: Path) -> None:
+def test_make_run_serves_customers_schedules_syncs_and_stops_cleanly(tmp_path: Path, otlp_receiver) -> None:  # type: ignore[no-untyped-def]
     api_port, dagster_port, sandbox_port = free_port(), free_port(), free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ENTERPRISE_CRM", "CRM_", "DATABASE_URL"))},
@@ -107,6 +107,28 @@ def test_make_run_serves_customers_schedules_syncs_and_stops_cleanly(tmp_path: P
         assert run["runOrError"]["status"] == "SUCCESS"
         assert {"key": "crm/trigger", "value": "api"} in run["runOrError"]["tags"]
         assert httpx.get(f"{api}/health", timeout=10).json()["status"] == "healthy"
+
+        # One trace across three processes: gunicorn worker → Dagster run worker → CRM sandbox.
+        server = otlp_receiver.wait_for_span(
+            lambda s: s.kind == "SERVER" and s.attributes.get("dagster.run_id") == forced["run_id"],
+            timeout=60,
+            what="the API's server span",
+        )
+        run_span = otlp_receiver.wait_for_span(
+            lambda s: (
+                s.name == "integration.crm.sync_customers" and s.attributes.get("dagster.run_id") == forced["run_id"]
+            ),
+            timeout=60,
+            what="the run's span",
+        )
+        assert (server.service, run_span.service) == ("drone-shop-crm-api", "drone-shop-crm-dagster-run")
+        assert (run_span.trace_id, run_span.parent_span_id) == (server.trace_id, server.span_id)
+        assert any(s.kind == "CLIENT" and s.service == run_span.service for s in otlp_receiver.spans(server.trace_id))
+        received = httpx.get(
+            f"http://127.0.0.1:{sandbox_port}/_sandbox/requests", params={"path_prefix": "/api/customers"}, timeout=10
+        ).json()
+        entries = received["requests"] if isinstance(received, dict) else received
+        assert server.trace_id in {e["headers"].get("traceparent", "--").split("-")[1] for e in entries}
         tree.update(_descendants(make.pid))
     finally:
         os.kill(make.pid, signal.SIGTERM)

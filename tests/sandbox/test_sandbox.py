@@ -23,6 +23,7 @@ import pytest
 from sandbox import SandboxConfig, SandboxServer
 from sandbox.data import COLUMNS, generate_customers
 from sandbox.faults import FaultRuleError
+from tests.support.net import plain_http_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_DIR = Path(os.environ.get("CRM_CONTRACT_DIR", REPO_ROOT.parent / "shared" / "crm-contract"))
@@ -108,7 +109,7 @@ def crm(server: SandboxServer) -> SandboxServer:
 
 @pytest.fixture
 def client(crm: SandboxServer) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=crm.url, timeout=10) as http:
+    with plain_http_client(base_url=crm.url, timeout=10) as http:
         yield http
 
 
@@ -121,7 +122,7 @@ def big_server() -> Iterator[SandboxServer]:
 @pytest.fixture
 def big(big_server: SandboxServer) -> Iterator[httpx.Client]:
     big_server.reset()
-    with httpx.Client(base_url=big_server.url, timeout=10) as http:
+    with plain_http_client(base_url=big_server.url, timeout=10) as http:
         yield http
 
 

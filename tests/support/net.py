@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
 
 
@@ -27,3 +29,12 @@ def wait_for(condition: Callable[[], T], *, timeout: float, interval: float = 0.
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(interval)
+
+
+def plain_http_client(**kwargs: object) -> httpx.Client:
+    """An httpx client that sends exactly the headers a test gives it, even after telemetry patched httpx."""
+    from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+    client = httpx.Client(**kwargs)  # type: ignore[arg-type]
+    HTTPXClientInstrumentor.uninstrument_client(client)
+    return client
