@@ -21,14 +21,19 @@ def service_key_matches(presented: str | None, expected: str) -> bool:
     return hmac.compare_digest((presented or "").strip().encode(), expected.encode())
 
 
+def check_service_key() -> None:
+    """Raise 401 unless the request carries the configured X-Internal-Service-Key (none configured: pass)."""
+    key = integration().settings.internal_service_key
+    if key is not None and not service_key_matches(request.headers.get(SERVICE_KEY_HEADER), key.get_secret_value()):
+        raise APIError(401, "unauthorized", f"missing or invalid {SERVICE_KEY_HEADER}")
+
+
 def require_service_key(view: F) -> F:
     """Demand X-Internal-Service-Key when INTERNAL_SERVICE_KEY is configured."""
 
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        key = integration().settings.internal_service_key
-        if key is not None and not service_key_matches(request.headers.get(SERVICE_KEY_HEADER), key.get_secret_value()):
-            raise APIError(401, "unauthorized", f"missing or invalid {SERVICE_KEY_HEADER}")
+        check_service_key()
         return view(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

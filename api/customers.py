@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from flask import Blueprint, jsonify
 from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from api.auth import require_service_key
+from api.auth import check_service_key, require_service_key
 from api.context import Integration, integration
 from api.errors import APIError
-from api.runs import launch_and_wait
+from api.runs import wait_for_run
 from api.validation import json_object_body, spec
-from resources.customer_store import get_sync_run, get_sync_state, list_customers
+from resources.customer_store import (
+    CUSTOMERS_STREAM,
+    get_sync_run,
+    get_sync_state,
+    list_customers,
+    register_queued_run,
+    run_in_flight,
+)
 from resources.db import utcnow
 from resources.settings import CRM_MAX_PAGE_SIZE
 from resources.telemetry import run_tags_for_current_trace, set_attributes
@@ -43,6 +50,9 @@ class SyncCustomersBody(BaseModel):
         strict=True,
         description="Records to pull (default: the cap)",
     )
+    mode: Literal["window", "full"] = Field(
+        default="window", description="window: the next slice after the cursor; full: every page up to the ceiling"
+    )
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -60,8 +70,8 @@ def _state_json(ctx: Integration) -> dict[str, Any]:
     return state
 
 
-def _sync(ctx: Integration, *, force: bool, limit: int | None) -> dict[str, Any]:
-    """Answer from the cache when fresh, otherwise run the customer sync as a Dagster run."""
+def _sync(ctx: Integration, *, force: bool, limit: int | None, mode: str = "window") -> dict[str, Any]:
+    """Answer from the cache when fresh, join a sync already under way, or run one as a Dagster run."""
     settings = ctx.settings
     if not settings.enterprise_crm_url:
         return {
@@ -71,19 +81,35 @@ def _sync(ctx: Integration, *, force: bool, limit: int | None) -> dict[str, Any]
             "last_error": "ENTERPRISE_CRM_URL not configured",
             "crm_url": None,
         }
+    span = trace.get_current_span()
+    now = utcnow()
     with ctx.engine.connect() as conn:
         state = get_sync_state(conn)
-    age = (utcnow() - state.last_success_at).total_seconds() if state.last_success_at else None
-    if not force and age is not None and age < settings.sync_cache_ttl:
-        set_attributes(trace.get_current_span(), **{"integration.sync.cached": True})
-        return _sync_reply(ctx, run=None, cached=True, cache_age=age)
-    run_config: dict[str, Any] = {"ops": {"crm_customers": {"config": {"mode": "window", "limit": limit}}}}
-    # The run's spans become children of this request's span through its tags (D8).
-    tags = {"crm/trigger": "api", "crm/forced": str(force).lower(), **run_tags_for_current_trace()}
-    outcome = launch_and_wait(
-        ctx.run_launcher, CUSTOMER_SYNC_JOB, run_config, tags, timeout=settings.dagster_run_timeout
-    )
-    set_attributes(trace.get_current_span(), **{"dagster.run_id": outcome.run_id, "dagster.run_status": outcome.status})
+        in_flight = run_in_flight(conn, stream=CUSTOMERS_STREAM, max_age=settings.dagster_run_timeout)
+    age = (now - state.last_success_at).total_seconds() if state.last_success_at else None
+    if not force:
+        if age is not None and age < settings.sync_cache_ttl:
+            set_attributes(span, **{"integration.sync.cached": True})
+            return _sync_reply(ctx, run=None, cached=True, cache_age=age)
+        failed_recently = state.last_error_at and (
+            not state.last_success_at or state.last_error_at > state.last_success_at
+        )
+        if failed_recently and (now - state.last_error_at).total_seconds() < settings.sync_failure_backoff:
+            # A CRM that just failed is not asked again by every reader; a forced sync still may.
+            set_attributes(span, **{"integration.sync.cached": True})
+            return _sync_reply(ctx, run=None, cached=True, cache_age=age)
+    if in_flight:
+        # One sync at a time reads the cursor: wait for the one under way instead of queueing another.
+        run_id = in_flight
+        set_attributes(span, **{"integration.sync.joined": True})
+    else:
+        run_config: dict[str, Any] = {"ops": {"crm_customers": {"config": {"mode": mode, "limit": limit}}}}
+        # The run's spans become children of this request's span through its tags (D8).
+        tags = {"crm/trigger": "api", "crm/forced": str(force).lower(), **run_tags_for_current_trace()}
+        run_id = ctx.run_launcher.launch(CUSTOMER_SYNC_JOB, run_config, tags)
+        register_queued_run(ctx.engine, run_id=run_id, stream=CUSTOMERS_STREAM, mode=mode)
+    outcome = wait_for_run(ctx.run_launcher, run_id, timeout=settings.dagster_run_timeout)
+    set_attributes(span, **{"dagster.run_id": outcome.run_id, "dagster.run_status": outcome.status})
     if not outcome.finished:
         raise APIError(
             504,
@@ -94,7 +120,9 @@ def _sync(ctx: Integration, *, force: bool, limit: int | None) -> dict[str, Any]
     with ctx.engine.connect() as conn:
         run = get_sync_run(conn, outcome.run_id) or {"run_id": outcome.run_id}
     run["run_status"] = outcome.status
-    return _sync_reply(ctx, run=run, cached=False, cache_age=None)
+    reply = _sync_reply(ctx, run=run, cached=False, cache_age=None)
+    reply["joined"] = bool(in_flight)
+    return reply
 
 
 def _sync_reply(
@@ -131,7 +159,11 @@ def _sync_reply(
 def get_customers(query: CustomersQuery):  # type: ignore[no-untyped-def]
     """Local customers, most recently updated first, with the sync state; refresh=true syncs first."""
     ctx = integration()
-    sync = _sync(ctx, force=False, limit=None) if query.refresh else None
+    sync = None
+    if query.refresh:
+        # Starting runs is for trusted callers: the same key as sync-customers.
+        check_service_key()
+        sync = _sync(ctx, force=False, limit=None)
     with ctx.engine.connect() as conn:
         rows = list_customers(conn, query.limit)
     return jsonify(
@@ -152,4 +184,4 @@ def get_customers(query: CustomersQuery):  # type: ignore[no-untyped-def]
 @spec.validate(json=SyncCustomersBody, tags=["customers"])
 def sync_customers(json: SyncCustomersBody):  # type: ignore[no-untyped-def]
     """Run the customer sync (or answer from the 5-minute cache) and report what it did."""
-    return jsonify(_sync(integration(), force=json.force, limit=json.limit))
+    return jsonify(_sync(integration(), force=json.force, limit=json.limit, mode=json.mode))

@@ -7,13 +7,18 @@ configured instance; it exists for single-process tools and tests.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from api.errors import APIError
 
+log = logging.getLogger(__name__)
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "CANCELED"})
 
 
@@ -38,17 +43,8 @@ class RunLauncher(Protocol):
     def status(self, run_id: str) -> str: ...
 
 
-def launch_and_wait(
-    launcher: RunLauncher,
-    job_name: str,
-    run_config: dict[str, Any],
-    tags: dict[str, str],
-    *,
-    timeout: float,
-    poll: float = 0.25,
-) -> RunOutcome:
-    """Start a run and wait until it ends or `timeout` passes."""
-    run_id = launcher.launch(job_name, run_config, tags)
+def wait_for_run(launcher: RunLauncher, run_id: str, *, timeout: float, poll: float = 0.25) -> RunOutcome:
+    """Wait until a run ends or `timeout` passes."""
     deadline = time.monotonic() + timeout
     status = launcher.status(run_id)
     while status not in TERMINAL and time.monotonic() < deadline:
@@ -58,62 +54,70 @@ def launch_and_wait(
 
 
 class GraphQLRunLauncher:
-    """Submits runs through the Dagster webserver's GraphQL API (dagster-graphql's client)."""
+    """Submits runs through the Dagster webserver's GraphQL API (dagster-graphql's client).
+
+    The client opens and closes its transport around each call and refuses a second call meanwhile, so
+    every thread of a worker gets its own.
+    """
 
     def __init__(self, url: str, timeout: float = 10.0) -> None:
-        from dagster_graphql import DagsterGraphQLClient
-
         parts = urlsplit(url)
-        self._client = DagsterGraphQLClient(
-            parts.hostname or "127.0.0.1",
-            port_number=parts.port,
-            use_https=parts.scheme == "https",
-            timeout=int(timeout),
-        )
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port
+        self._https = parts.scheme == "https"
+        self._timeout = int(timeout)
+        self._local = threading.local()
+
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            from dagster_graphql import DagsterGraphQLClient
+
+            client = self._local.client = DagsterGraphQLClient(
+                self._host, port_number=self._port, use_https=self._https, timeout=self._timeout
+            )
+        return client
 
     def launch(self, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
-        from dagster_graphql import DagsterGraphQLClientError
-
-        try:
-            return self._client.submit_job_execution(job_name, run_config=run_config, tags=tags)
-        except DagsterGraphQLClientError as exc:
-            raise APIError(503, "orchestrator_unavailable", f"Dagster could not start {job_name}: {exc}") from exc
-        except Exception as exc:  # requests/gql transport errors have no common base
-            raise APIError(
-                503, "orchestrator_unavailable", f"Dagster webserver unreachable ({type(exc).__name__})"
-            ) from exc
+        with _orchestrator_errors(f"start {job_name}"):
+            return self._client().submit_job_execution(job_name, run_config=run_config, tags=tags)
 
     def status(self, run_id: str) -> str:
-        from dagster_graphql import DagsterGraphQLClientError
+        with _orchestrator_errors(f"read run {run_id}"):
+            return self._client().get_run_status(run_id).value
 
-        try:
-            return self._client.get_run_status(run_id).value
-        except DagsterGraphQLClientError as exc:
-            raise APIError(503, "orchestrator_unavailable", f"cannot read run {run_id}: {exc}") from exc
-        except Exception as exc:
-            raise APIError(
-                503, "orchestrator_unavailable", f"Dagster webserver unreachable ({type(exc).__name__})"
-            ) from exc
+
+@contextmanager
+def _orchestrator_errors(action: str) -> Iterator[None]:
+    """Any failure talking to Dagster is a 503 whose text names the action only; details go to the log."""
+    try:
+        yield
+    except APIError:
+        raise
+    except Exception as exc:  # gql, requests and dagster-graphql errors share no base class
+        log.warning("Dagster GraphQL call failed", extra={"action": action, "error": f"{type(exc).__name__}: {exc}"})
+        raise APIError(503, "orchestrator_unavailable", f"Dagster could not {action}; see the API log") from exc
 
 
 class InProcessRunLauncher:
     """Executes the job in this process against a Dagster instance (a real run, no webserver)."""
 
     def __init__(self, instance: Any = None) -> None:
-        self._instance = instance
-        self._statuses: dict[str, str] = {}
+        self._given = instance
 
-    def launch(self, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
+    def _instance(self) -> Any:
         import dagster as dg
 
+        return self._given or dg.DagsterInstance.get()
+
+    def launch(self, job_name: str, run_config: dict[str, Any], tags: dict[str, str]) -> str:
         from pipelines.definitions import defs
 
-        instance = self._instance or dg.DagsterInstance.get()
         result = defs.resolve_job_def(job_name).execute_in_process(
-            run_config=run_config, instance=instance, tags=tags, raise_on_error=False
+            run_config=run_config, instance=self._instance(), tags=tags, raise_on_error=False
         )
-        self._statuses[result.run_id] = "SUCCESS" if result.success else "FAILURE"
         return result.run_id
 
     def status(self, run_id: str) -> str:
-        return self._statuses.get(run_id, "UNKNOWN")
+        run = self._instance().get_run_by_id(run_id)
+        return run.status.value if run else "UNKNOWN"

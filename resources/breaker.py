@@ -36,9 +36,8 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
         super().__init__(name)
         self._engine = engine
         self._probe_lease = timedelta(seconds=probe_lease)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        # pybreaker reads the state several times per call; within one call of one thread one read is
-        # enough, and any write drops it.
+        # Per guarded call and thread: a token naming the caller (the probe belongs to one call, not to
+        # a process) and the row, which pybreaker reads several times per call; any write drops the row.
         self._call = threading.local()
         self._ensure_row()
 
@@ -69,13 +68,24 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
         return row
 
     @contextmanager
-    def one_read_per_call(self) -> Iterator[None]:
-        """Cache the row for the duration of one guarded call in this thread."""
-        self._call.active, self._call.row = True, None
+    def guarded_call(self) -> Iterator[None]:
+        """Scope one guarded call in this thread: its caller token and its cached row (re-entrant)."""
+        depth = getattr(self._call, "depth", 0)
+        if depth == 0:
+            self._call.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+            self._call.active, self._call.row = True, None
+        self._call.depth = depth + 1
         try:
             yield
         finally:
-            self._call.active, self._call.row = False, None
+            self._call.depth = depth
+            if depth == 0:
+                self._call.active, self._call.row, self._call.token = False, None, None
+
+    @property
+    def caller(self) -> str | None:
+        """The token of the guarded call running in this thread, if any."""
+        return getattr(self._call, "token", None)
 
     def _write(self, *conditions: Any, **values: Any) -> int:
         self._call.row = None
@@ -94,17 +104,20 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
         if state != HALF_OPEN:
             self._write(state=state, probe_owner=None, probe_started_at=None)
             return
-        # Compare-and-set: only the caller that flips open -> half-open (or takes over a probe whose
-        # owner vanished) may probe.
+        # Compare-and-set: only the call that flips an open breaker whose timeout has really elapsed (a
+        # probe that just failed re-opened it) or takes over a probe whose owner vanished may probe.
         table = circuit_breakers
         now = utcnow()
         took = self._write(
             or_(
-                table.c.state == OPEN,
+                and_(
+                    table.c.state == OPEN,
+                    or_(table.c.opened_at.is_(None), table.c.opened_at <= now - self._probe_lease),
+                ),
                 and_(table.c.state == HALF_OPEN, table.c.probe_started_at < now - self._probe_lease),
             ),
             state=HALF_OPEN,
-            probe_owner=self.owner,
+            probe_owner=self.caller,
             probe_started_at=now,
         )
         if not took:
@@ -113,7 +126,7 @@ class DatabaseBreakerStorage(pybreaker.CircuitBreakerStorage):
     def probe_is_mine_or_stale(self) -> bool:
         """Whether this caller may act in half-open: it owns the probe, or the probe's owner vanished."""
         row = self.row()
-        if row.state != HALF_OPEN or row.probe_owner == self.owner:
+        if row.state != HALF_OPEN or (self.caller is not None and row.probe_owner == self.caller):
             return True
         return row.probe_started_at is None or row.probe_started_at < utcnow() - self._probe_lease
 
@@ -155,13 +168,29 @@ class SharedCircuitBreaker(pybreaker.CircuitBreaker):
         super().__init__(state_storage=storage, name=storage.name, **kwargs)
         self.storage = storage
 
+    @property
+    def state(self) -> Any:
+        """The local state object, brought in line with the stored state without resetting counters.
+
+        pybreaker "enters" a state it notices late with notify=True, and entering closed resets the shared
+        failure counter: a process that last saw the breaker open would wipe the failures others counted.
+        """
+        stored = self.current_state
+        if stored != self._state.name:
+            self._state = self._create_new_state(stored, prev_state=self._state, notify=False)
+        return self._state
+
+    @state.setter
+    def state(self, state_str: str) -> None:
+        pybreaker.CircuitBreaker.state.fset(self, state_str)  # type: ignore[attr-defined]
+
     def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run func under the breaker; unlike pybreaker's, no process-wide lock is held during the call."""
-        with self.storage.one_read_per_call():
+        with self.storage.guarded_call():
             if self.current_state == HALF_OPEN:
                 if not self.storage.probe_is_mine_or_stale():
                     raise ProbeInProgress("circuit half-open: another caller is probing the CRM")
-                if self.storage.row().probe_owner != self.storage.owner:
+                if self.storage.row().probe_owner != self.storage.caller:
                     self.half_open()
             return self.state.call(func, *args, **kwargs)
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import itemgetter
 from typing import Any
 
@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 
 from domain.customers import TRACKED_FIELDS, Rejected
 from resources.db import customer_rejects, customers, sync_runs, sync_state, utcnow
@@ -326,6 +327,33 @@ def start_sync_run(engine: Engine, *, run_id: str, stream: str, mode: str) -> No
         conn.execute(
             insert(sync_runs).values(run_id=run_id, stream=stream, mode=mode, status="started", started_at=utcnow())
         )
+
+
+def register_queued_run(engine: Engine, *, run_id: str, stream: str, mode: str) -> None:
+    """Note a run the API just submitted, unless the run already registered itself."""
+    try:
+        with engine.begin() as conn:
+            if conn.execute(select(sync_runs.c.run_id).where(sync_runs.c.run_id == run_id)).first() is None:
+                conn.execute(
+                    insert(sync_runs).values(
+                        run_id=run_id, stream=stream, mode=mode, status="queued", started_at=utcnow()
+                    )
+                )
+    except IntegrityError:
+        pass  # the run registered itself in between
+
+
+def run_in_flight(conn: Connection, *, stream: str, max_age: float) -> str | None:
+    """The id of a queued or running sync of the stream younger than max_age seconds, if any."""
+    since = utcnow() - timedelta(seconds=max_age)
+    query = (
+        select(sync_runs.c.run_id)
+        .where(sync_runs.c.stream == stream, sync_runs.c.status.in_(("queued", "started")))
+        .where(sync_runs.c.started_at >= since)
+        .order_by(sync_runs.c.started_at.desc())
+        .limit(1)
+    )
+    return conn.execute(query).scalar()
 
 
 def finish_sync_run(conn: Connection, *, run_id: str, status: str, **values: Any) -> None:

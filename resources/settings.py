@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     crm_full_sync_ceiling: int = Field(default=100_000, ge=1)
     crm_fetch_concurrency: int = Field(default=2, ge=1, le=8)
     sync_cache_ttl: float = Field(default=300.0, ge=0)
+    sync_failure_backoff: float = Field(default=30.0, ge=0)
     max_invalid_share: float = Field(default=0.05, ge=0, le=1)
 
     breaker_fail_max: int = Field(default=5, ge=1)

@@ -180,3 +180,46 @@ def test_health_unreachable_and_not_configured(env, instance) -> None:  # type: 
     app = create_app({"run_launcher": InProcessRunLauncher(instance)})
     body = app.test_client().get(HEALTH).get_json()
     assert (body["status"], body["crm_url"]) == ("not_configured", None)
+
+
+def test_refresh_needs_the_service_key_when_one_is_configured(env, instance) -> None:  # type: ignore[no-untyped-def]
+    env.setenv("INTERNAL_SERVICE_KEY", "s3cret-key")
+    get_settings.cache_clear()
+    client = create_app({"run_launcher": InProcessRunLauncher(instance)}).test_client()
+    assert client.get(CUSTOMERS, query_string={"refresh": "true"}).status_code == 401
+    keyed = client.get(CUSTOMERS, query_string={"refresh": "true"}, headers={"X-Internal-Service-Key": "s3cret-key"})
+    assert keyed.status_code == 200
+    assert keyed.get_json()["refresh"]["synced"] is True
+
+
+def test_after_a_failure_unforced_syncs_back_off_instead_of_calling_the_crm(client: FlaskClient, crm) -> None:
+    crm.set_faults([{"mode": "http_500", "path": "/api/customers"}])
+    failed = client.post(SYNC, json={"force": True}).get_json()
+    assert failed["synced"] is False
+    calls = len(crm.requests("/api/customers"))
+    backed_off = client.post(SYNC, json={}).get_json()
+    assert (backed_off["cached"], backed_off["run_id"]) == (True, None)
+    assert "500" in backed_off["last_error"]
+    assert len(crm.requests("/api/customers")) == calls
+
+
+def test_a_sync_under_way_is_joined_not_repeated(client: FlaskClient, crm, env) -> None:  # type: ignore[no-untyped-def]
+    from sqlalchemy import update
+
+    from resources.crm_factory import shared_engine
+    from resources.db import sync_runs
+
+    first = client.post(SYNC, json={"force": True, "limit": 10}).get_json()
+    # The same run, as another worker would see it while it is still going.
+    with shared_engine(get_settings().database_url).begin() as conn:
+        conn.execute(update(sync_runs).where(sync_runs.c.run_id == first["run_id"]).values(status="started"))
+    calls = len(crm.requests("/api/customers"))
+    joined = client.post(SYNC, json={"force": True, "limit": 10}).get_json()
+    assert (joined["run_id"], joined["joined"]) == (first["run_id"], True)
+    assert len(crm.requests("/api/customers")) == calls
+
+
+def test_a_full_sync_can_be_asked_for(client: FlaskClient) -> None:
+    body = client.post(SYNC, json={"force": True, "mode": "full"}).get_json()
+    assert (body["synced"], body["customers_seen"], body["inserted"]) == (True, 1200, 1200)
+    assert client.post(SYNC, json={"mode": "everything"}).status_code == 400

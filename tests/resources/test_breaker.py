@@ -6,11 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
 
+from resources.breaker import ProbeInProgress
 from resources.crm_errors import CRMCircuitOpen, CRMRateLimited, CRMServerError, CRMValidationError
 from resources.crm_factory import build_crm_client, shared_engine
 from resources.db import circuit_breakers, utcnow
@@ -153,3 +155,42 @@ def test_a_probe_whose_owner_vanished_is_taken_over(settings, crm) -> None:  # t
     with build_crm_client(settings) as client:
         assert len(client.list_customers(limit=1)) == 1
         assert client.breaker.snapshot()["state"] == "closed"
+
+
+def test_one_probe_even_among_threads_of_one_process(settings, crm) -> None:  # type: ignore[no-untyped-def]
+    _trip(settings, crm)
+    _age_opening(settings.database_url, 61)
+    crm.clear_requests()
+    crm.set_faults([{"mode": "hang", "path": "/api/customers", "hang_seconds": 30, "times": 1}])
+    with build_crm_client(settings) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        probe = pool.submit(client.list_customers, limit=1)
+        wait_for(lambda: crm.requests("/api/customers"), timeout=30, what="the probe to reach the CRM")
+        with pytest.raises(CRMCircuitOpen, match="another caller is probing"):
+            client.list_customers(limit=1)
+        assert len(crm.requests("/api/customers")) == 1
+        crm.clear_faults()
+        assert len(probe.result(timeout=60)) == 1
+        assert client.breaker.snapshot()["state"] == "closed"
+
+
+def test_a_process_that_last_saw_open_keeps_the_shared_failure_count(settings, crm) -> None:  # type: ignore[no-untyped-def]
+    _trip(settings, crm)
+    with build_crm_client(settings) as lagging:
+        with pytest.raises(CRMCircuitOpen):
+            lagging.list_customers(limit=1)
+        # Meanwhile others closed the breaker and counted four new failures.
+        with shared_engine(settings.database_url).begin() as conn:
+            conn.execute(update(circuit_breakers).values(state="closed", fail_counter=4, opened_at=None))
+        crm.set_faults([{"mode": "http_500", "path": "/api/customers"}])
+        with pytest.raises(CRMServerError):
+            lagging.list_customers(limit=1)
+        assert lagging.breaker.snapshot()["state"] == "open"
+
+
+def test_a_reader_with_a_stale_view_cannot_probe_a_freshly_reopened_breaker(settings, crm) -> None:  # type: ignore[no-untyped-def]
+    _trip(settings, crm)
+    with build_crm_client(settings) as client:
+        storage = client.breaker.storage
+        with storage.guarded_call(), pytest.raises(ProbeInProgress):
+            storage.state = "half-open"
+        assert storage.row().state == "open"
