@@ -58,8 +58,11 @@ lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-bench: install ## Run the benchmarks in bench/ (results in bench/results/)
+bench: install ## Run the benchmarks in bench/ (results in bench/results/); installs Debian's wrk
+	@command -v wrk >/dev/null || { $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python -m bench.customer_sync
+	$(BIN)/python -m bench.api_tracing
 
 clean: ## Remove local state (databases, Dagster home); keeps .venv
 	rm -rf var

@@ -34,6 +34,7 @@ class CustomerExtract:
     rows: list[dict[str, Any]]
     rejected: list[Rejected]
     mode: SyncMode
+    cursor_before: int
     start_offset: int
     next_offset: int
     wrapped: bool
@@ -94,14 +95,18 @@ def extract_customers(
             concurrency=concurrency,
             on_page=validator.add,
         )
+        batch = validator.finish()
     except CRMError as exc:
         fail_sync(engine, run_id=run_id, error=str(exc))
         raise
-    batch = validator.finish()
+    except Exception as exc:
+        fail_sync(engine, run_id=run_id, error=f"reading the CRM window failed: {type(exc).__name__}: {exc}")
+        raise
     return CustomerExtract(
         rows=batch.rows,
         rejected=batch.rejected,
         mode=mode,
+        cursor_before=cursor,
         start_offset=window.start_offset,
         # A full pass has refreshed everyone: the rotation starts over.
         next_offset=0 if mode == "full" else window.next_offset,
@@ -127,6 +132,7 @@ def load_customers(engine: Engine, extract: CustomerExtract, *, run_id: str | No
                 stream=CUSTOMERS_STREAM,
                 run_id=run_id,
                 cursor_offset=extract.next_offset,
+                expected_cursor=extract.cursor_before,
                 fetched=extract.fetched,
                 valid=len(rows),
                 invalid=len(extract.rejected),
@@ -146,6 +152,7 @@ def load_customers(engine: Engine, extract: CustomerExtract, *, run_id: str | No
                     inserted=counts.inserted,
                     updated=counts.updated,
                     unchanged=counts.unchanged,
+                    superseded=counts.superseded,
                     crm_latency_ms=extract.crm_latency_ms,
                 )
     except Exception as exc:

@@ -8,7 +8,7 @@ from typing import Literal
 import dagster as dg
 
 from assets.customer_sync import CustomerExtract, extract_customers, load_customers
-from resources.customer_store import duplicate_emails, get_sync_state
+from resources.customer_store import duplicate_crm_ids, duplicate_emails, get_sync_state
 from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
 from resources.telemetry import set_attributes
 
@@ -85,6 +85,7 @@ def customers(
             "inserted": result.counts.inserted,
             "updated": result.counts.updated,
             "unchanged": result.counts.unchanged,
+            "superseded": result.counts.superseded,
         }
     )
 
@@ -94,6 +95,14 @@ def customers_unique_email(database: DatabaseResource) -> dg.AssetCheckResult:
     """Fail when the identity invariant is broken."""
     with database.engine.connect() as conn:
         duplicates = duplicate_emails(conn)
+    return dg.AssetCheckResult(passed=not duplicates, metadata={"duplicates_sample": duplicates[:5]})
+
+
+@dg.asset_check(asset=customers, description="No CRM id is stored on two rows (email changes are followed).")
+def customers_unique_crm_id(database: DatabaseResource) -> dg.AssetCheckResult:
+    """Fail when a CRM customer appears twice locally."""
+    with database.engine.connect() as conn:
+        duplicates = duplicate_crm_ids(conn)
     return dg.AssetCheckResult(passed=not duplicates, metadata={"duplicates_sample": duplicates[:5]})
 
 

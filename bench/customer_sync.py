@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+from bench.common import ROOT, save_results, wait_until_ok
+
 PAGE = 500
 
 
@@ -152,19 +152,14 @@ def scenario_dagster(crm_url: str, database_url: str, customers: int) -> dict[st
     """The same full pull as a real Dagster run of customer_sync_job (in-process executor)."""
     import dagster as dg
 
-    from assets.customers import crm_customers, customers_invalid_share, customers_unique_email
-    from assets.customers import customers as customers_asset
-    from pipelines.jobs import customer_sync_job
+    from pipelines.definitions import build_defs
     from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
 
     _migrated(database_url)
     os.environ["ENTERPRISE_CRM_URL"] = crm_url
     database = DatabaseResource(database_url=database_url)
-    defs = dg.Definitions(
-        assets=[crm_customers, customers_asset],
-        asset_checks=[customers_unique_email, customers_invalid_share],
-        jobs=[customer_sync_job],
-        resources={
+    defs = build_defs(
+        {
             "database": database,
             "crm": CRMResource(database=database, base_url=crm_url, sync_cap=customers, full_sync_ceiling=customers),
             "telemetry": TelemetryResource(),
@@ -298,7 +293,7 @@ def _worker(args: argparse.Namespace) -> None:
 
 
 def _start_sandbox(customers: int) -> tuple[subprocess.Popen[bytes], str]:
-    from tests.support.net import free_port, wait_for
+    from tests.support.net import free_port
 
     port = free_port()
     proc = subprocess.Popen(
@@ -308,16 +303,7 @@ def _start_sandbox(customers: int) -> tuple[subprocess.Popen[bytes], str]:
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        import httpx
-
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for(ready, timeout=120, interval=0.2, what="the sandbox")
+    wait_until_ok(f"{url}/health")
     return proc, url
 
 
@@ -393,8 +379,11 @@ def main(argv: list[str] | None = None) -> int:
         f"original method / ours at {m:,}: {ratios['legacy_vs_ours_empty']:.1f}x (empty), "
         f"{ratios['legacy_vs_ours_existing']:.1f}x (existing)   target >= 20x"
     )
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "customer_sync.json").write_text(json.dumps(results, indent=2))
+    print(
+        f"  its database work / our load:   {ratios['legacy_vs_ours_db_empty']:.1f}x (empty), "
+        f"{ratios['legacy_vs_ours_db_existing']:.1f}x (existing)"
+    )
+    print(f"\nsaved {save_results('customer_sync', results)}")
     return 0
 
 

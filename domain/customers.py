@@ -89,7 +89,10 @@ def parse_revenue(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond any float
+            return None
         return number if math.isfinite(number) else None
     if not isinstance(value, str):
         return None
@@ -101,7 +104,10 @@ def parse_revenue(value: Any) -> float | None:
     match = _REVENUE_NUMBER.match(text)
     if not match:
         return None
-    number = float(match.group(1)) * _REVENUE_SCALE.get((match.group(2) or "").lower(), 1.0)
+    try:
+        number = float(match.group(1)) * _REVENUE_SCALE.get((match.group(2) or "").lower(), 1.0)
+    except OverflowError:
+        return None
     if not math.isfinite(number):
         return None
     return -number if negative else number
@@ -190,7 +196,9 @@ class CustomerFrame(pa.DataFrameModel):
     crm_id: Series[str] = pa.Field(
         nullable=True, str_length={"max_value": FIELD_LIMITS["crm_id"]}, description="CRM id as exact text"
     )
-    email: Series[str] = pa.Field(description="Email as the CRM spelled it, trimmed")
+    email: Series[str] = pa.Field(
+        str_length={"max_value": FIELD_LIMITS["email"]}, description="Email as the CRM spelled it, trimmed"
+    )
     name: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["name"]})
     phone: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["phone"]})
     company: Series[str] = pa.Field(nullable=True, str_length={"max_value": FIELD_LIMITS["company"]})
@@ -245,7 +253,7 @@ _CHECK_REASONS = (
 def _reason(column: str, check: str) -> str:
     for marker, text in _CHECK_REASONS:
         if check.startswith(marker):
-            limit = FIELD_LIMITS.get(column)
+            limit = FIELD_LIMITS.get(column.removesuffix("_normalized"))
             suffix = f" (max {limit} characters)" if marker == "str_length" and limit else ""
             return f"{column} {text}{suffix}"
     return f"{column} failed {check}"
@@ -270,13 +278,10 @@ def build_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _dedupe(rows: list[dict[str, Any]], rejected: list[Rejected], raws: list[Any]) -> list[int]:
-    """Keep one row per normalized email: the most recently updated one (D2)."""
+    """Keep one valid row per normalized email: the most recently updated one (D2)."""
     winner: dict[str, int] = {}
     for index, row in enumerate(rows):
         key = row["email_normalized"]
-        if key is None:
-            winner[f"\0{index}"] = index
-            continue
         best = winner.get(key)
         if best is None or _recency(row) >= _recency(rows[best]):
             winner[key] = index
@@ -298,7 +303,8 @@ def _dedupe(rows: list[dict[str, Any]], rejected: list[Rejected], raws: list[Any
 def _recency(row: dict[str, Any]) -> tuple[datetime, int]:
     stamp = row["crm_updated_at"] or datetime.min.replace(tzinfo=UTC)
     crm_id = row["crm_id"]
-    return stamp, int(crm_id) if crm_id and crm_id.isdigit() else -1
+    number = int(crm_id) if crm_id and crm_id.isascii() and crm_id.isdigit() else -1
+    return stamp, number
 
 
 class CustomerValidator:
@@ -315,7 +321,12 @@ class CustomerValidator:
             if not isinstance(record, Mapping):
                 self._rejected.append(Rejected(record, f"record is {type(record).__name__}, not an object"))
                 continue
-            self._rows.append(normalize_record(record))
+            try:
+                row = normalize_record(record)
+            except Exception as exc:  # one odd record must not fail its whole window
+                self._rejected.append(Rejected(record, f"record could not be read: {type(exc).__name__}: {exc}"[:500]))
+                continue
+            self._rows.append(row)
             self._raws.append(record)
 
     def finish(self) -> CustomerBatch:
@@ -331,12 +342,12 @@ def validate_customers(records: list[Any]) -> CustomerBatch:
 
 
 def _validate(rows: list[dict[str, Any]], raws: list[Any], rejected: list[Rejected]) -> CustomerBatch:
-    kept = _dedupe(rows, rejected, raws)
-    rows = [rows[i] for i in kept]
-    raws = [raws[i] for i in kept]
+    # Validate every row first, then pick one row per email among the valid ones: an invalid newer record
+    # must not take a valid older one down with it.
     frame = build_frame(rows)
+    invalid: set[int] = set()
     try:
-        frame = CustomerFrame.validate(frame, lazy=True)
+        _ROW_CHECKS.validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
         if cases["index"].isna().any():
@@ -347,6 +358,15 @@ def _validate(rows: list[dict[str, Any]], raws: list[Any], rejected: list[Reject
         for index, texts in sorted(reasons.items()):
             row = rows[index]
             rejected.append(Rejected(raws[index], "; ".join(sorted(set(texts))), row["crm_id"], row["email"]))
-        frame = CustomerFrame.validate(frame.drop(index=list(reasons)).reset_index(drop=True))
-        rows = [row for index, row in enumerate(rows) if index not in reasons]
-    return CustomerBatch(frame=frame, rows=rows, rejected=rejected)
+        invalid = set(reasons)
+    valid = [i for i in range(len(rows)) if i not in invalid]
+    kept = _dedupe([rows[i] for i in valid], rejected, [raws[i] for i in valid])
+    keep = [valid[i] for i in kept]
+    if len(keep) != len(rows):
+        frame = frame.iloc[keep].reset_index(drop=True)
+    frame = CustomerFrame.validate(frame)
+    return CustomerBatch(frame=frame, rows=[rows[i] for i in keep], rejected=rejected)
+
+
+# The per-row checks of CustomerFrame; uniqueness is settled afterwards by _dedupe.
+_ROW_CHECKS = CustomerFrame.to_schema().update_column("email_normalized", unique=False)

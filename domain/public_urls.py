@@ -2,30 +2,40 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import urlsplit
 
-PRIVATE_HOST_SUFFIXES = (".svc.cluster.local", ".cluster.local", ".svc", ".internal")
-_CLUSTER_HOST = re.compile(r"\b[\w.-]+\.(?:svc\.cluster\.local|cluster\.local|svc|internal)(?::\d+)?\b", re.I)
+PRIVATE_HOST_SUFFIXES = (".svc.cluster.local", ".cluster.local", ".svc", ".internal", ".local", ".lan", ".corp")
+_CLUSTER_HOST = re.compile(
+    r"(?<![\w.-])[\w.-]+\.(?:svc\.cluster\.local|cluster\.local|svc|internal)(?::\d+)?(?![\w-])", re.I
+)
 REDACTED_HOST = "[internal-host]"
 
 
 def is_private_host(host: str) -> bool:
-    """Whether a host name is cluster-internal and must never reach a caller."""
-    return host.lower().rstrip(".").endswith(PRIVATE_HOST_SUFFIXES)
+    """Whether a host is internal and must never reach a caller: cluster names, single labels, private IPs.
+
+    Loopback stays public: on one machine the CRM sandbox's 127.0.0.1 URL is the one a caller uses.
+    """
+    host = host.lower().rstrip(".").strip("[]")
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return ("." in host and host.endswith(PRIVATE_HOST_SUFFIXES)) or ("." not in host and host != "localhost")
+    return address.is_private and not address.is_loopback
 
 
 def scrub(text: str | None, backend_url: str, public_url: str) -> str | None:
-    """Rewrite the backend CRM URL to the public one and redact any other internal host in text."""
+    """Rewrite the backend CRM URL to the public one and redact every other internal host in text."""
     if not text:
         return text
-    backend = urlsplit(backend_url)
-    public = urlsplit(public_url) if public_url else None
-    if public_url and backend_url != public_url:
-        text = text.replace(backend_url, public_url)
-        if backend.netloc and public and backend.netloc != public.netloc:
-            text = re.sub(rf"(?<![\w.-]){re.escape(backend.netloc)}(?![\w.-])", public.netloc, text)
-    elif not public_url and backend.netloc:
-        text = text.replace(backend_url, REDACTED_HOST)
-        text = re.sub(rf"(?<![\w.-]){re.escape(backend.netloc)}(?![\w.-])", REDACTED_HOST, text)
+    backend = urlsplit(backend_url) if backend_url else None
+    if backend and backend.hostname and backend_url.rstrip("/") != (public_url or "").rstrip("/"):
+        replacement_url = public_url or REDACTED_HOST
+        text = re.sub(re.escape(backend_url.rstrip("/")), replacement_url.rstrip("/"), text, flags=re.I)
+        public_host = urlsplit(public_url).hostname if public_url else None
+        # The host alone (any case, with or without the port) can appear in proxy pages or driver errors.
+        host_pattern = rf"(?<![\w.-]){re.escape(backend.hostname)}(?::\d+)?(?![\w-])"
+        text = re.sub(host_pattern, public_host or REDACTED_HOST, text, flags=re.I)
     return _CLUSTER_HOST.sub(REDACTED_HOST, text)

@@ -88,8 +88,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
 
 
 def _body_excerpt(response: httpx.Response) -> str:
-    text = response.text[:120].replace("\n", " ")
-    return f"{response.headers.get('content-type', 'no content-type')}, {len(response.content)} bytes: {text!r}"
+    # Proxy error pages name internal hosts: the text goes to the log only, never into an error message.
+    log.debug("unreadable CRM body", extra={"status": response.status_code, "body": response.text[:500]})
+    return f"{response.headers.get('content-type', 'no content-type')}, {len(response.content)} bytes"
 
 
 def _decode(method: str, path: str, response: httpx.Response) -> Any:
@@ -361,6 +362,7 @@ class CRMClient:
     def health(self) -> dict[str, Any]:
         """The CRM's /health: status healthy | unhealthy | unreachable, with latency and breaker state."""
         checked_at = utcnow().isoformat()
+        started = time.perf_counter()
         try:
             body = self.request("GET", "/health")
         except (CRMUnavailable, CRMCircuitOpen) as exc:
@@ -376,7 +378,7 @@ class CRMClient:
             "status": status,
             "detail": detail,
             "service": body.get("service") if isinstance(body, Mapping) else None,
-            "latency_ms": round(self.last_latency_ms, 1),
+            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
             "checked_at": checked_at,
             "circuit_breaker": self.breaker.snapshot(),
         }

@@ -39,6 +39,8 @@ class UpsertCounts:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
+    #: Stored rows removed because their CRM id now belongs to another email (the CRM changed it).
+    superseded: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ def upsert_customers(
     """
     now = now or utcnow()
     statement = upsert_statement(conn.dialect.name)
-    inserted = updated = unchanged = 0
+    inserted = updated = unchanged = superseded = 0
     key = customers.c.email_normalized
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
@@ -188,7 +190,24 @@ def upsert_customers(
         if same:
             conn.execute(update(customers).where(key.in_(same)).values(last_synced_at=now))
             unchanged += len(same)
-    return UpsertCounts(inserted, updated, unchanged)
+        superseded += _drop_superseded(conn, chunk)
+    return UpsertCounts(inserted, updated, unchanged, superseded)
+
+
+def _drop_superseded(conn: Connection, chunk: Sequence[dict[str, Any]]) -> int:
+    """Delete stored rows whose CRM id arrived with another email: that customer's email changed."""
+    email_of = {row["crm_id"]: row["email_normalized"] for row in chunk if row["crm_id"]}
+    if not email_of:
+        return 0
+    stored = conn.execute(
+        select(customers.c.id, customers.c.crm_id, customers.c.email_normalized).where(
+            customers.c.crm_id.in_(list(email_of))
+        )
+    )
+    stale = [row.id for row in stored if row.email_normalized != email_of[row.crm_id]]
+    if stale:
+        conn.execute(customers.delete().where(customers.c.id.in_(stale)))
+    return len(stale)
 
 
 def _reject_key(stream: str, rejected: Rejected) -> str:
@@ -212,7 +231,7 @@ def record_rejects(
     for item in rejected:
         by_key[_reject_key(stream, item)] = {
             "reject_key": _reject_key(stream, item),
-            "crm_id": item.crm_id,
+            "crm_id": (item.crm_id or "")[:64] or None,
             "email": (item.email or "")[:320] or None,
             "reason": item.reason,
             "record": json.dumps(item.record, sort_keys=True, default=str),
@@ -282,19 +301,23 @@ def record_sync_success(
     stream: str,
     run_id: str | None,
     cursor_offset: int,
+    expected_cursor: int | None = None,
     fetched: int,
     valid: int,
     invalid: int,
     counts: UpsertCounts,
     now: datetime | None = None,
 ) -> None:
-    """Store a successful sync's counts and move the cursor, in the caller's transaction."""
+    """Store a successful sync's counts and move the cursor, in the caller's transaction.
+
+    With `expected_cursor` the cursor moves only if no other sync moved it since this one read it
+    (compare-and-set), so two overlapping syncs cannot send the rotation backwards.
+    """
     now = now or utcnow()
     _save_state(
         conn,
         stream,
         {
-            "cursor_offset": cursor_offset,
             "last_attempt_at": now,
             "last_success_at": now,
             "last_error": None,
@@ -307,6 +330,10 @@ def record_sync_success(
             "last_unchanged": counts.unchanged,
         },
     )
+    query = update(sync_state).where(sync_state.c.stream == stream)
+    if expected_cursor is not None:
+        query = query.where(sync_state.c.cursor_offset == expected_cursor)
+    conn.execute(query.values(cursor_offset=cursor_offset))
 
 
 def record_sync_failure(engine: Engine, *, stream: str, run_id: str | None, error: str) -> None:
@@ -378,6 +405,13 @@ def list_customers(conn: Connection, limit: int) -> list[dict[str, Any]]:
 def count_customers(conn: Connection) -> int:
     """How many customers the local table holds."""
     return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
+
+
+def duplicate_crm_ids(conn: Connection) -> list[str]:
+    """CRM ids stored on more than one row (a missed email change would leave one behind)."""
+    key = customers.c.crm_id
+    query = select(key).where(key.is_not(None)).group_by(key).having(func.count() > 1).limit(20)
+    return list(conn.execute(query).scalars())
 
 
 def duplicate_emails(conn: Connection) -> list[str]:

@@ -136,6 +136,7 @@ sync_runs = Table(
     Column("inserted", Integer),
     Column("updated", Integer),
     Column("unchanged", Integer),
+    Column("superseded", Integer),
     Column("crm_latency_ms", Float),
     Column("error", Text),
     Index("ix_sync_runs_stream_started", "stream", "started_at"),
@@ -170,6 +171,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _oracle_session_utc(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("ALTER SESSION SET TIME_ZONE = 'UTC'")
+    cursor.close()
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for the app database; SQLite files get WAL, a busy timeout and their folder created."""
     parsed = make_url(url)
@@ -178,6 +185,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sqlalchemy.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "oracle":
+        engine = sqlalchemy.create_engine(url, pool_pre_ping=True, **kwargs)
+        # Timestamps bound without a zone (the bulk upsert goes straight to the driver) must mean UTC.
+        event.listen(engine, "connect", _oracle_session_utc)
         return engine
     if parsed.drivername == "postgresql":
         # psycopg 3 is the installed driver; say so rather than rely on the dialect's default.

@@ -8,9 +8,7 @@ import logging
 import dagster as dg
 from opentelemetry import trace
 
-from assets.customers import crm_customers, customers, customers_invalid_share, customers_unique_email
-from pipelines.jobs import customer_sync_job
-from pipelines.schedules import customer_sync_schedule
+from pipelines.definitions import build_defs
 from resources.telemetry import (
     TRACEPARENT_TAG,
     JsonLogFormatter,
@@ -89,13 +87,7 @@ def test_the_run_carries_the_callers_traceparent_in_its_tags(client, instance) -
 
 
 def test_a_scheduled_sync_has_its_own_complete_trace(crm, settings, otlp_receiver: OTLPReceiver) -> None:  # type: ignore[no-untyped-def]
-    defs = dg.Definitions(
-        assets=[crm_customers, customers],
-        asset_checks=[customers_unique_email, customers_invalid_share],
-        jobs=[customer_sync_job],
-        schedules=[customer_sync_schedule],
-        resources=dagster_resources(settings),
-    )
+    defs = build_defs(dagster_resources(settings))
     with dg.instance_for_test() as instance:
         schedule = defs.resolve_schedule_def("customer_sync_schedule")
         (request,) = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests

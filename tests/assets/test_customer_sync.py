@@ -9,8 +9,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from assets.customers import crm_customers, customers, customers_invalid_share, customers_unique_email
-from pipelines.jobs import customer_sync_job
+from pipelines.definitions import build_defs
 from resources.crm_factory import shared_engine
 from resources.customer_store import get_sync_state
 from resources.db import customer_rejects
@@ -21,12 +20,7 @@ from tests.conftest import dagster_resources
 
 def run_sync(settings: Settings, instance: dg.DagsterInstance, **config: Any) -> dg.ExecuteInJobResult:
     """Execute the real job with the test's resources."""
-    defs = dg.Definitions(
-        assets=[crm_customers, customers],
-        asset_checks=[customers_unique_email, customers_invalid_share],
-        jobs=[customer_sync_job],
-        resources=dagster_resources(settings),
-    )
+    defs = build_defs(dagster_resources(settings))
     run_config = {"ops": {"crm_customers": {"config": config}}} if config else None
     return defs.resolve_job_def("customer_sync_job").execute_in_process(
         instance=instance, run_config=run_config, raise_on_error=False
@@ -105,7 +99,7 @@ def test_invalid_crm_records_are_quarantined_with_their_reason(crm, settings, in
     }
     assert acme == "1202"
     checks = {e.asset_check_key.name: e.passed for e in result.get_asset_check_evaluations()}
-    assert checks == {"customers_unique_email": True, "customers_invalid_share": True}
+    assert checks == {"customers_unique_email": True, "customers_unique_crm_id": True, "customers_invalid_share": True}
 
 
 def test_invalid_share_check_fails_over_the_threshold(crm, settings, instance, monkeypatch) -> None:

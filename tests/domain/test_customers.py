@@ -209,3 +209,27 @@ def test_rows_stay_aligned_with_the_validated_frame_when_rows_are_dropped() -> N
     assert [r["crm_id"] for r in batch.rows] == list(batch.frame["crm_id"]) == ["1", "3"]
     assert [r["revenue"] for r in batch.rows] == [1000.0, None]
     assert batch.frame["revenue"].isna().tolist() == [False, True]
+
+
+def test_an_invalid_newer_duplicate_does_not_take_the_valid_one_down() -> None:
+    valid_old = {"id": 1, "email": "a@x.io", "name": "Ann", "updated_at": "2026-01-01T00:00:00"}
+    invalid_new = {"id": 2, "email": "A@x.io", "name": "x" * 300, "updated_at": "2026-06-01T00:00:00"}
+    batch = validate_customers([valid_old, invalid_new])
+    assert [r["crm_id"] for r in batch.rows] == ["1"]
+    assert [(r.crm_id, r.reason) for r in batch.rejected] == [("2", "name is too long (max 255 characters)")]
+
+
+def test_records_that_break_normalization_are_rejected_not_fatal() -> None:
+    records = [
+        {"id": 1, "email": "a@x.io", "revenue": 10**400},
+        {"id": "³", "email": "b@x.io"},
+        {"id": "³", "email": "B@x.io", "updated_at": "2026-01-01T00:00:00"},
+        {"id": 4, "email": "c@x.io", "name": {"first": "C"}},
+        {"id": 5, "email": ("d" * 330) + "@x.io"},
+    ]
+    batch = validate_customers(records)
+    assert [(r["crm_id"], r["revenue"]) for r in batch.rows] == [("1", None), ("³", None), ("4", None)]
+    assert {r.crm_id: r.reason for r in batch.rejected} == {
+        "³": "email duplicates CRM customer ³ in this batch",
+        "5": "email is too long (max 320 characters); email_normalized is too long (max 320 characters)",
+    }

@@ -28,12 +28,23 @@ def test_schedule_runs_every_five_minutes_from_the_start() -> None:
     assert schedule.job_name == "customer_sync_job"
 
 
+def test_schedule_skips_while_a_customer_sync_is_still_queued_or_running() -> None:
+    schedule = defs.resolve_schedule_def("customer_sync_schedule")
+    with dg.instance_for_test() as instance:
+        (request,) = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
+        assert request.tags == {"dagster/schedule_name": "customer_sync_schedule"}
+        instance.add_run(dg.DagsterRun(job_name="customer_sync_job", run_id="r-1", status=dg.DagsterRunStatus.STARTED))
+        result = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
+        assert result.run_requests == []
+        assert result.skip_message == "customer sync r-1 is still STARTED"
+
+
 def test_customer_sync_job_runs_in_process_and_carries_its_checks() -> None:
     job = defs.resolve_job_def("customer_sync_job")
     assert job.executor_def.name == "in_process"
     assert job.tags["crm/stream"] == "customers"
     check_names = {key.name for key in defs.resolve_asset_graph().asset_check_keys}
-    assert check_names == {"customers_unique_email", "customers_invalid_share"}
+    assert check_names == {"customers_unique_email", "customers_unique_crm_id", "customers_invalid_share"}
 
 
 def test_bootstrap_sensor_requests_one_run_on_a_new_instance_only() -> None:

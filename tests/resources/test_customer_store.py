@@ -16,6 +16,7 @@ from resources.customer_store import (
     get_sync_state,
     oracle_merge_statement,
     record_rejects,
+    record_sync_success,
     resolve_rejects,
     upsert_customers,
 )
@@ -135,3 +136,58 @@ def test_oracle_ddl_uses_identity_and_zoned_timestamps() -> None:
     assert "updated_at TIMESTAMP WITH TIME ZONE NOT NULL" in ddl
     assert "CONSTRAINT uq_customers_email_normalized UNIQUE (email_normalized)" in ddl
     assert "email_normalized VARCHAR2(320 CHAR) NOT NULL" in ddl
+
+
+def test_a_crm_email_change_moves_the_customer_instead_of_leaving_a_ghost(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        upsert_customers(conn, _rows(3), now=T0)
+    changed = _rows(3)
+    changed[1] = validate_customers([{"id": 2, "name": "Customer 2", "email": "renamed@example.com"}]).rows[0]
+    with engine.begin() as conn:
+        counts = upsert_customers(conn, changed, now=T0 + timedelta(minutes=5))
+    assert counts == UpsertCounts(inserted=1, updated=0, unchanged=2, superseded=1)
+    with engine.connect() as conn:
+        rows = conn.execute(select(customers.c.crm_id, customers.c.email_normalized).order_by(customers.c.crm_id)).all()
+    assert rows == [("1", "person1@example.com"), ("2", "renamed@example.com"), ("3", "person3@example.com")]
+
+
+def test_the_cursor_moves_only_if_no_other_sync_moved_it(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        record_sync_success(
+            conn,
+            stream="customers",
+            run_id="a",
+            cursor_offset=500,
+            expected_cursor=0,
+            fetched=500,
+            valid=500,
+            invalid=0,
+            counts=UpsertCounts(500),
+        )
+    with engine.begin() as conn:
+        # A slower sync that also started at 0 finishes second: its counts are recorded, the cursor stays.
+        record_sync_success(
+            conn,
+            stream="customers",
+            run_id="b",
+            cursor_offset=300,
+            expected_cursor=0,
+            fetched=500,
+            valid=500,
+            invalid=0,
+            counts=UpsertCounts(0, 0, 500),
+        )
+    with engine.connect() as conn:
+        state = get_sync_state(conn)
+    assert (state.cursor_offset, state.last_run_id, state.last_unchanged) == (500, "b", 500)
+
+
+def test_oracle_sessions_are_set_to_utc() -> None:
+    from sqlalchemy import event
+
+    from resources.db import _oracle_session_utc, make_engine
+
+    engine = make_engine("oracle+oracledb://user:pw@127.0.0.1:1/db")
+    assert event.contains(engine, "connect", _oracle_session_utc)
