@@ -12,6 +12,8 @@ from api.validation import spec
 from resources.settings import Settings, get_settings
 from resources.telemetry import instrument_flask, setup_telemetry
 
+MAX_BODY_BYTES = 64 * 1024
+
 
 def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     """Build the API; test_config may carry `settings` and a `run_launcher`."""
@@ -22,7 +24,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # gunicorn loads the app in each worker after the fork, so this runs once per worker process.
     setup_telemetry("api")
     app = Flask(__name__)
-    app.config.update(JSON_SORT_KEYS=False, **config)
+    # Bodies here are a few bytes of JSON; anything larger is refused (413) before it is read.
+    app.config.update(MAX_CONTENT_LENGTH=MAX_BODY_BYTES, **config)
     app.json.sort_keys = False
     app.extensions[EXTENSION] = Integration(
         settings=settings, run_launcher=make_run_launcher(settings, config.get("run_launcher"))

@@ -17,8 +17,13 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def service_key_matches(presented: str | None, expected: str) -> bool:
-    """Compare in constant time; surrounding whitespace is trimmed, as the CRM does."""
-    return hmac.compare_digest((presented or "").strip().encode(), expected.encode())
+    """Compare in constant time; surrounding whitespace is trimmed, as the CRM does.
+
+    WSGI hands header values over as latin-1 text, so the raw bytes are recovered before comparing with
+    the UTF-8 bytes of the configured key (a non-ASCII key would otherwise never match).
+    """
+    raw = (presented or "").encode("latin-1", errors="replace").strip()
+    return hmac.compare_digest(raw, expected.encode("utf-8"))
 
 
 def check_service_key() -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint, jsonify
 from opentelemetry import trace
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from api.auth import check_service_key, require_service_key
 from api.context import Integration, integration
@@ -30,12 +31,32 @@ bp = Blueprint("customers", __name__, url_prefix="/api/integrations/crm")
 CUSTOMER_SYNC_JOB = "customer_sync_job"
 
 
+_BOOLEAN_WORDS = {"true": True, "false": False, "1": True, "0": False}
+
+
 class CustomersQuery(BaseModel):
     """Query of GET /customers."""
 
     model_config = ConfigDict(extra="ignore")
-    refresh: bool = Field(default=False, description="Run a sync first (respects the 5-minute cache)")
+    refresh: bool = Field(default=False, description="Run a sync first (true|false|1|0; respects the cache)")
     limit: int = Field(default=50, ge=1, le=CRM_MAX_PAGE_SIZE, description="Customers to return")
+
+    @field_validator("refresh", mode="before")
+    @classmethod
+    def _strict_boolean(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered not in _BOOLEAN_WORDS:
+                raise ValueError("must be true, false, 1 or 0")
+            return _BOOLEAN_WORDS[lowered]
+        return value
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        if isinstance(value, str) and not re.fullmatch(r"[0-9]+", value):
+            raise ValueError("must be a whole number from 1 to 500")
+        return value
 
 
 class SyncCustomersBody(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from flask import Flask, jsonify
@@ -26,7 +27,8 @@ def invalid(field: str, reason: str, value: Any = None) -> APIError:
     """A 400 naming the offending field and why."""
     details: dict[str, Any] = {"field": field, "reason": reason}
     if value is not None:
-        details["value"] = value if isinstance(value, int | float | bool) else str(value)[:100]
+        plain = isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value))
+        details["value"] = value if plain else str(value)[:100]
     return APIError(400, "invalid_parameter", f"{field}: {reason}", details)
 
 

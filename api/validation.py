@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -51,6 +52,10 @@ def json_object_body(view: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _check_json_object_body() -> None:
     if not request.get_data(cache=True):
         return
@@ -61,9 +66,11 @@ def _check_json_object_body() -> None:
             "body: send it as JSON with Content-Type: application/json",
             {"field": "body", "reason": f"Content-Type is {request.mimetype or 'missing'}"},
         )
-    body = request.get_json(silent=True)
-    if body is None:
-        raise APIError(400, "invalid_body", "body: not valid JSON", {"field": "body", "reason": "not valid JSON"})
+    try:
+        body = json.loads(request.get_data(cache=True), parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly deep nesting
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "not valid JSON"
+        raise APIError(400, "invalid_body", f"body: {reason}", {"field": "body", "reason": reason}) from None
     if not isinstance(body, dict):
         kind = type(body).__name__
         raise APIError(400, "invalid_body", "body: must be a JSON object", {"field": "body", "reason": f"got {kind}"})

@@ -222,25 +222,41 @@ class CRMClient:
             return min(exc.retry_after, self.retry.retry_after_max)
         return self._backoff(state)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """Send one logical request with retries; returns parsed JSON or raises a CRMError."""
+    def request(
+        self, method: str, path: str, *, guarded: bool = True, attempts: int | None = None, **kwargs: Any
+    ) -> Any:
+        """Send one logical request with retries; returns parsed JSON or raises a CRMError.
+
+        `guarded=False` bypasses the circuit breaker (a health probe must neither be refused by it nor
+        feed it); `attempts` overrides the retry policy's count.
+        """
         method = method.upper()
+        errors: list[BaseException] = []
+
+        def before_sleep(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if error is not None:
+                errors.append(error)
+            log.warning(
+                "retrying CRM call", extra={"crm_path": path, "attempt": state.attempt_number, "error": str(error)}
+            )
+
         retrying = Retrying(
-            stop=stop_after_attempt(self.retry.attempts),
+            stop=stop_after_attempt(attempts or self.retry.attempts),
             wait=self._wait,
             retry=retry_if_exception(self._should_retry(method)),
             sleep=self._sleep,
             reraise=True,
-            before_sleep=lambda state: log.warning(
-                "retrying CRM call",
-                extra={
-                    "crm_path": path,
-                    "attempt": state.attempt_number,
-                    "error": str(state.outcome.exception()) if state.outcome else None,
-                },
-            ),
+            before_sleep=before_sleep,
         )
-        return retrying(self._guarded, method, path, **kwargs)
+        send = self._guarded if guarded else self._send_once
+        try:
+            return retrying(send, method, path, **kwargs)
+        except CRMCircuitOpen as exc:
+            if errors:
+                # Another caller tripped the breaker while this one was retrying: name what this one saw.
+                raise CRMCircuitOpen(f"{exc}; this call's last CRM error: {errors[-1]}") from errors[-1]
+            raise
 
     # -- customers -----------------------------------------------------------------------------
 
@@ -364,7 +380,8 @@ class CRMClient:
         checked_at = utcnow().isoformat()
         started = time.perf_counter()
         try:
-            body = self.request("GET", "/health")
+            # One attempt outside the breaker: a probe reports, it does not drive the breaker.
+            body = self.request("GET", "/health", guarded=False, attempts=1)
         except (CRMUnavailable, CRMCircuitOpen) as exc:
             status, detail = "unreachable", str(exc)
             body = None

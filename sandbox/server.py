@@ -33,6 +33,9 @@ def is_loopback_host(host: str) -> bool:
 class _RequestHandler(WSGIRequestHandler):
     """Werkzeug's handler, made to look like uvicorn and to reset connections that a fault drops."""
 
+    # Keep-alive, like the real CRM's uvicorn (werkzeug's HTTP/1.0 default closes every connection).
+    protocol_version = "HTTP/1.1"
+
     def version_string(self) -> str:
         return "uvicorn"
 

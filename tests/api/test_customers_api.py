@@ -20,7 +20,7 @@ def _error(response) -> dict:  # type: ignore[no-untyped-def]
     return body["error"]
 
 
-@pytest.mark.parametrize("limit", ["0", "501", "-1", "abc", "1.5", ""])
+@pytest.mark.parametrize("limit", ["0", "501", "-1", "abc", "1.5", "", "10.0", "+5", " 5 ", "1_0", "٣", "9" * 40])
 def test_customers_limit_out_of_range_is_a_400_naming_limit(client: FlaskClient, limit: str) -> None:
     response = client.get(CUSTOMERS, query_string={"limit": limit})
     assert response.status_code == 400
@@ -29,7 +29,7 @@ def test_customers_limit_out_of_range_is_a_400_naming_limit(client: FlaskClient,
     assert error["message"].startswith("limit: ")
 
 
-@pytest.mark.parametrize("refresh", ["maybe", "2", "truth"])
+@pytest.mark.parametrize("refresh", ["maybe", "2", "truth", "yes", "on", ""])
 def test_refresh_must_be_a_boolean(client: FlaskClient, refresh: str) -> None:
     response = client.get(CUSTOMERS, query_string={"refresh": refresh})
     assert response.status_code == 400
@@ -55,6 +55,33 @@ def test_sync_body_errors_name_the_field(client: FlaskClient, body: object, fiel
     response = client.post(SYNC, json=body)
     assert response.status_code == 400
     assert _error(response)["details"]["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "body: nested too deeply"),
+        ("null", "body: must be a JSON object"),
+        ('{"limit": NaN}', "body: not valid JSON"),
+        ('{"limit": Infinity}', "body: not valid JSON"),
+    ],
+)
+def test_hostile_bodies_are_a_clean_400(client: FlaskClient, raw: str, message: str) -> None:
+    response = client.post(SYNC, data=raw, content_type="application/json")
+    assert response.status_code == 400
+    assert _error(response)["message"] == message
+
+
+def test_a_body_over_64_kib_is_refused_unread(client: FlaskClient) -> None:
+    response = client.post(SYNC, data='{"force": true, "pad": "' + "x" * 70_000 + '"}', content_type="application/json")
+    assert response.status_code == 413
+    assert _error(response)["code"] == "request_entity_too_large"
+
+
+def test_a_float_overflow_in_the_body_is_reported_as_valid_json(client: FlaskClient) -> None:
+    response = client.post(SYNC, data='{"limit": 1e400}', content_type="application/json")
+    assert response.status_code == 400
+    assert json.loads(response.get_data(as_text=True))["error"]["details"]["value"] == "inf"
 
 
 def test_malformed_json_and_wrong_content_type_are_rejected(client: FlaskClient) -> None:
@@ -180,6 +207,17 @@ def test_health_unreachable_and_not_configured(env, instance) -> None:  # type: 
     app = create_app({"run_launcher": InProcessRunLauncher(instance)})
     body = app.test_client().get(HEALTH).get_json()
     assert (body["status"], body["crm_url"]) == ("not_configured", None)
+
+
+def test_a_non_ascii_service_key_matches(env, instance) -> None:  # type: ignore[no-untyped-def]
+    env.setenv("INTERNAL_SERVICE_KEY", "s3cret-κey")
+    get_settings.cache_clear()
+    client = create_app({"run_launcher": InProcessRunLauncher(instance)}).test_client()
+    header = "s3cret-κey".encode().decode("latin-1")  # how WSGI hands a UTF-8 header value to the app
+    ok = client.post(SYNC, json={"force": True, "limit": 1}, headers={"X-Internal-Service-Key": header})
+    assert ok.status_code == 200
+    wrong = client.post(SYNC, json={"force": True, "limit": 1}, headers={"X-Internal-Service-Key": "s3cret-key"})
+    assert wrong.status_code == 401
 
 
 def test_refresh_needs_the_service_key_when_one_is_configured(env, instance) -> None:  # type: ignore[no-untyped-def]

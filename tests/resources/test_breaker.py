@@ -194,3 +194,16 @@ def test_a_reader_with_a_stale_view_cannot_probe_a_freshly_reopened_breaker(sett
         with storage.guarded_call(), pytest.raises(ProbeInProgress):
             storage.state = "half-open"
         assert storage.row().state == "open"
+
+
+def test_health_probes_neither_feed_nor_obey_the_breaker(settings, crm) -> None:  # type: ignore[no-untyped-def]
+    crm.set_faults([{"mode": "http_500", "path": "/health"}])
+    with build_crm_client(settings.model_copy(update={"crm_retry_attempts": 3})) as client:
+        for _ in range(6):
+            assert client.health()["status"] == "unhealthy"
+        assert len(crm.requests("/health")) == 6, "one attempt per probe"
+        assert client.breaker.snapshot()["fail_counter"] == 0
+        crm.clear_faults()
+        _trip(settings, crm)
+        report = client.health()
+    assert (report["status"], report["circuit_breaker"]["state"]) == ("healthy", "open")

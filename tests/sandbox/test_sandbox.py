@@ -26,8 +26,12 @@ from sandbox.faults import FaultRuleError
 from tests.support.net import plain_http_client
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CONTRACT_DIR = Path(os.environ.get("CRM_CONTRACT_DIR", REPO_ROOT.parent / "shared" / "crm-contract"))
-SAMPLES_DIR = CONTRACT_DIR / "samples"
+# The captured exchanges travel with the tests; CRM_CONTRACT_DIR replays another capture.
+SAMPLES_DIR = (
+    Path(os.environ["CRM_CONTRACT_DIR"]) / "samples"
+    if os.environ.get("CRM_CONTRACT_DIR")
+    else Path(__file__).resolve().parent / "contract-samples"
+)
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 HEX16 = re.compile(r"^[0-9a-f]{16}$")
