@@ -342,14 +342,15 @@ def validate_customers(records: list[Any]) -> CustomerBatch:
 
 
 def _validate(rows: list[dict[str, Any]], raws: list[Any], rejected: list[Rejected]) -> CustomerBatch:
-    # Validate every row first, then pick one row per email among the valid ones: an invalid newer record
-    # must not take a valid older one down with it.
+    # One pandera pass over every row; duplicate emails are then settled among the valid rows only, so an
+    # invalid newer record cannot take a valid older one down with it.
     frame = build_frame(rows)
     invalid: set[int] = set()
     try:
-        _ROW_CHECKS.validate(frame, lazy=True)
+        CustomerFrame.validate(frame, lazy=True)
     except SchemaErrors as errors:
         cases = errors.failure_cases
+        cases = cases[cases["check"].astype(str) != "field_uniqueness"]
         if cases["index"].isna().any():
             raise
         reasons: dict[int, list[str]] = {}
@@ -364,9 +365,6 @@ def _validate(rows: list[dict[str, Any]], raws: list[Any], rejected: list[Reject
     keep = [valid[i] for i in kept]
     if len(keep) != len(rows):
         frame = frame.iloc[keep].reset_index(drop=True)
-    frame = CustomerFrame.validate(frame)
+    if not frame["email_normalized"].is_unique:
+        raise AssertionError("deduplication left a duplicate email")
     return CustomerBatch(frame=frame, rows=[rows[i] for i in keep], rejected=rejected)
-
-
-# The per-row checks of CustomerFrame; uniqueness is settled afterwards by _dedupe.
-_ROW_CHECKS = CustomerFrame.to_schema().update_column("email_normalized", unique=False)

@@ -150,6 +150,21 @@ def _fingerprint(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[name] for name in TRACKED_FIELDS)
 
 
+# Expanding parameters: the statements compile once and the lists are bound as they are, instead of
+# SQLAlchemy coercing every element of a 1,000-item IN list on every chunk.
+_STORED_BY_EMAIL = select(customers.c.email_normalized, *(customers.c[name] for name in TRACKED_FIELDS)).where(
+    customers.c.email_normalized.in_(bindparam("emails", expanding=True))
+)
+_TOUCH_BY_EMAIL = (
+    update(customers)
+    .where(customers.c.email_normalized.in_(bindparam("emails", expanding=True)))
+    .values(last_synced_at=bindparam("now"))
+)
+_STORED_BY_CRM_ID = select(customers.c.id, customers.c.crm_id, customers.c.email_normalized).where(
+    customers.c.crm_id.in_(bindparam("crm_ids", expanding=True))
+)
+
+
 def upsert_customers(
     conn: Connection,
     rows: Sequence[dict[str, Any]],
@@ -159,51 +174,49 @@ def upsert_customers(
 ) -> UpsertCounts:
     """Insert new customers, update changed ones, and only touch last_synced_at on unchanged ones.
 
-    Per chunk: one SELECT of the stored rows, one upsert statement, one UPDATE for the unchanged.
+    Per chunk: one SELECT of the stored rows, one upsert statement, one UPDATE for the unchanged, and,
+    only when a CRM id arrives under an email it was not stored with, one SELECT and DELETE of the row it
+    leaves behind (the customer's email changed in the CRM).
     """
     now = now or utcnow()
     statement = upsert_statement(conn.dialect.name)
     inserted = updated = unchanged = superseded = 0
-    key = customers.c.email_normalized
+    crm_id_position = TRACKED_FIELDS.index("crm_id")
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
         stored = {
-            found.email_normalized: tuple(found[1:])
-            for found in conn.execute(
-                select(key, *(customers.c[name] for name in TRACKED_FIELDS)).where(key.in_(emails))
-            )
+            found.email_normalized: tuple(found[1:]) for found in conn.execute(_STORED_BY_EMAIL, {"emails": emails})
         }
         writes: list[dict[str, Any]] = []
         same: list[str] = []
+        moved: dict[str, str] = {}
         for row in chunk:
             previous = stored.get(row["email_normalized"])
             if previous is None:
                 inserted += 1
+                moved[row["crm_id"]] = row["email_normalized"]
             elif previous == _fingerprint(row):
                 same.append(row["email_normalized"])
                 continue
             else:
                 updated += 1
+                if previous[crm_id_position] != row["crm_id"]:
+                    moved[row["crm_id"]] = row["email_normalized"]
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
+        moved.pop(None, None)  # type: ignore[call-overload]
+        if moved:
+            superseded += _drop_superseded(conn, moved)
         if writes:
             executemany(conn, statement, writes)
         if same:
-            conn.execute(update(customers).where(key.in_(same)).values(last_synced_at=now))
+            conn.execute(_TOUCH_BY_EMAIL, {"emails": same, "now": now})
             unchanged += len(same)
-        superseded += _drop_superseded(conn, chunk)
     return UpsertCounts(inserted, updated, unchanged, superseded)
 
 
-def _drop_superseded(conn: Connection, chunk: Sequence[dict[str, Any]]) -> int:
-    """Delete stored rows whose CRM id arrived with another email: that customer's email changed."""
-    email_of = {row["crm_id"]: row["email_normalized"] for row in chunk if row["crm_id"]}
-    if not email_of:
-        return 0
-    stored = conn.execute(
-        select(customers.c.id, customers.c.crm_id, customers.c.email_normalized).where(
-            customers.c.crm_id.in_(list(email_of))
-        )
-    )
+def _drop_superseded(conn: Connection, email_of: dict[str, str]) -> int:
+    """Delete stored rows of these CRM ids filed under another email, before the new rows are written."""
+    stored = conn.execute(_STORED_BY_CRM_ID, {"crm_ids": list(email_of)})
     stale = [row.id for row in stored if row.email_normalized != email_of[row.crm_id]]
     if stale:
         conn.execute(customers.delete().where(customers.c.id.in_(stale)))

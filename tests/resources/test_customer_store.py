@@ -191,3 +191,20 @@ def test_oracle_sessions_are_set_to_utc() -> None:
 
     engine = make_engine("oracle+oracledb://user:pw@127.0.0.1:1/db")
     assert event.contains(engine, "connect", _oracle_session_utc)
+
+
+def test_two_crm_customers_swapping_emails_stay_two_rows(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    first = validate_customers(
+        [{"id": 1, "email": "a@example.com", "name": "A"}, {"id": 2, "email": "b@example.com", "name": "B"}]
+    ).rows
+    swapped = validate_customers(
+        [{"id": 1, "email": "b@example.com", "name": "A"}, {"id": 2, "email": "c@example.com", "name": "B"}]
+    ).rows
+    with engine.begin() as conn:
+        upsert_customers(conn, first, now=T0)
+    with engine.begin() as conn:
+        upsert_customers(conn, swapped, now=T0 + timedelta(minutes=5))
+    with engine.connect() as conn:
+        rows = conn.execute(select(customers.c.crm_id, customers.c.email_normalized).order_by(customers.c.crm_id)).all()
+    assert rows == [("1", "b@example.com"), ("2", "c@example.com")]
