@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Blueprint, jsonify
+from opentelemetry.trace import Status, StatusCode
 
 from api.context import integration
 from resources.telemetry import crm_span, set_attributes
@@ -20,6 +21,11 @@ def crm_health():  # type: ignore[no-untyped-def]
         return jsonify({"status": "not_configured", "crm_url": None, "detail": "ENTERPRISE_CRM_URL is not set"})
     with crm_span("health_check") as span:
         report = ctx.crm.health()
+        if report["status"] != "healthy":
+            span.set_status(Status(StatusCode.ERROR, f"CRM {report['status']}"))
+            span.set_attribute("error.type", f"crm_{report['status']}")
+        if report.get("http_status") is not None:
+            span.set_attribute("http.response.status_code", report["http_status"])
         set_attributes(
             span,
             **{

@@ -91,26 +91,26 @@ def customers(
 
 
 @dg.asset_check(asset=customers, description="No normalized email is stored twice (D2).")
-def customers_unique_email(database: DatabaseResource) -> dg.AssetCheckResult:
+def customers_unique_email(database: DatabaseResource, telemetry: TelemetryResource) -> dg.AssetCheckResult:
     """Fail when the identity invariant is broken."""
-    with database.engine.connect() as conn:
+    with telemetry.step("integration.crm.sync_customers.check_unique_email"), database.engine.connect() as conn:
         duplicates = duplicate_emails(conn)
     return dg.AssetCheckResult(passed=not duplicates, metadata={"duplicates_sample": duplicates[:5]})
 
 
 @dg.asset_check(asset=customers, description="No CRM id is stored on two rows (email changes are followed).")
-def customers_unique_crm_id(database: DatabaseResource) -> dg.AssetCheckResult:
+def customers_unique_crm_id(database: DatabaseResource, telemetry: TelemetryResource) -> dg.AssetCheckResult:
     """Fail when a CRM customer appears twice locally."""
-    with database.engine.connect() as conn:
+    with telemetry.step("integration.crm.sync_customers.check_unique_crm_id"), database.engine.connect() as conn:
         duplicates = duplicate_crm_ids(conn)
     return dg.AssetCheckResult(passed=not duplicates, metadata={"duplicates_sample": duplicates[:5]})
 
 
 @dg.asset_check(asset=customers, description="The last sync's invalid share stays under MAX_INVALID_SHARE.")
-def customers_invalid_share(database: DatabaseResource) -> dg.AssetCheckResult:
+def customers_invalid_share(database: DatabaseResource, telemetry: TelemetryResource) -> dg.AssetCheckResult:
     """Warn the operators when the CRM starts sending records we cannot accept."""
     threshold = database.settings.max_invalid_share
-    with database.engine.connect() as conn:
+    with telemetry.step("integration.crm.sync_customers.check_invalid_share"), database.engine.connect() as conn:
         state = get_sync_state(conn)
     fetched = state.last_fetched or 0
     share = (state.last_invalid or 0) / fetched if fetched else 0.0

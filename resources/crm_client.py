@@ -383,19 +383,21 @@ class CRMClient:
             # One attempt outside the breaker: a probe reports, it does not drive the breaker.
             body = self.request("GET", "/health", guarded=False, attempts=1)
         except (CRMUnavailable, CRMCircuitOpen) as exc:
-            status, detail = "unreachable", str(exc)
+            status, detail, http_status = "unreachable", str(exc), None
             body = None
         except CRMError as exc:
-            status, detail = "unhealthy", str(exc)
+            status, detail, http_status = "unhealthy", str(exc), exc.status
             body = None
         else:
             ok = isinstance(body, Mapping) and str(body.get("status", "")).lower() in {"ok", "healthy", "up"}
             status, detail = ("healthy", None) if ok else ("unhealthy", "unexpected /health body")
+            http_status = 200
         return {
             "status": status,
             "detail": detail,
             "service": body.get("service") if isinstance(body, Mapping) else None,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "http_status": http_status,
             "checked_at": checked_at,
             "circuit_breaker": self.breaker.snapshot(),
         }

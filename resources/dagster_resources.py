@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import dagster as dg
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind
 from pydantic import PrivateAttr
@@ -18,8 +19,10 @@ from resources.settings import Settings, get_settings
 from resources.telemetry import (
     PEER_SERVICE,
     TARGET_SERVICE,
+    TRACEPARENT_TAG,
     context_from_run_tags,
     flush_telemetry,
+    link_from_traceparent,
     mark_error,
     safe_attributes,
     set_attributes,
@@ -95,9 +98,21 @@ class TelemetryResource(dg.ConfigurableResource):
         run = context.run
         tags = dict(run.tags) if run else {}
         operation = tags.get(OPERATION_TAG) or (run.job_name if run else "run")
+        caller = context_from_run_tags(tags)
+        links = []
+        if caller is not None and "dagster/parent_run_id" in tags:
+            # A re-execution inherits the original run's tags: link to that old request, do not join it.
+            link = link_from_traceparent(
+                tags.get(TRACEPARENT_TAG), **{"dagster.parent_run_id": tags["dagster/parent_run_id"]}
+            )
+            links = [link] if link else []
+            caller = None
         self._run_span = tracer().start_span(
             f"integration.crm.{operation}",
-            context=context_from_run_tags(tags),
+            # An empty context, not "whatever is current": a run without a caller starts its own trace even
+            # when it executes inside another span (the in-process launcher).
+            context=caller or otel_context.Context(),
+            links=links,
             kind=SpanKind.INTERNAL,
             attributes=safe_attributes(
                 {
@@ -120,10 +135,17 @@ class TelemetryResource(dg.ConfigurableResource):
     def step(self, name: str, **attributes: Any) -> Iterator[Span]:
         """A current span for one step, child of the run's span; failures mark the run span too."""
         parent = trace.set_span_in_context(self._run_span) if self._run_span is not None else None
-        with tracer().start_as_current_span(name, context=parent, attributes=safe_attributes(attributes)) as span:
+        with tracer().start_as_current_span(
+            name,
+            context=parent,
+            attributes=safe_attributes(attributes),
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
             try:
                 yield span
-            except Exception as exc:
+            except BaseException as exc:  # interruptions too: the run span must say it did not finish
+                mark_error(span, exc)
                 if self._run_span is not None:
                     mark_error(self._run_span, exc)
                 raise

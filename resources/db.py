@@ -27,6 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 from domain.customers import FIELD_LIMITS
+from resources.telemetry import instrument_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -178,7 +179,17 @@ def _oracle_session_utc(dbapi_connection: Any, _record: Any) -> None:
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for the app database; SQLite files get WAL, a busy timeout and their folder created."""
+    """An engine for the app database; SQLite files get WAL, a busy timeout and their folder created.
+
+    Statement parameters are left out of error messages (they carry emails), and the engine gets database
+    spans when telemetry is set up in this process.
+    """
+    engine = _create(url, **{"hide_parameters": True, **kwargs})
+    instrument_engine(engine)
+    return engine
+
+
+def _create(url: str, **kwargs: Any) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -11,20 +11,27 @@ import atexit
 import json
 import logging
 import os
+import re
 import socket
-import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import OTELResourceDetector, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode
 
 log = logging.getLogger(__name__)
@@ -76,10 +83,16 @@ def setup_telemetry(component: str) -> TracerProvider | None:
     `component` names the process kind (api, dagster-run) in `service.name` unless OTEL_SERVICE_NAME is
     set. OTEL_SDK_DISABLED=true turns all of it off.
     """
+    configure_logging()
     if _truthy("OTEL_SDK_DISABLED"):
         return None
     with _lock:
         if _state["pid"] == os.getpid():
+            return _state["provider"]
+        if _state["provider"] is not None:
+            # A forked child (gunicorn --preload): the provider is inherited and its batch processor
+            # restarts its export thread after the fork; a second provider could not become the global.
+            _state["pid"] = os.getpid()
             return _state["provider"]
         defaults = {
             "service.name": f"drone-shop-crm-{component}",
@@ -92,12 +105,11 @@ def setup_telemetry(component: str) -> TracerProvider | None:
         provider = TracerProvider(resource=resource)
         exporter = _exporter()
         if exporter is not None:
-            provider.add_span_processor(BatchSpanProcessor(exporter))
+            provider.add_span_processor(BatchSpanProcessor(RedactingExporter(exporter)))
         if _truthy("OTEL_TRACES_CONSOLE"):
-            provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+            provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(ConsoleSpanExporter())))
         trace.set_tracer_provider(provider)
         _instrument(provider)
-        configure_logging()
         atexit.register(shutdown_telemetry)
         _state.update(pid=os.getpid(), provider=provider)
         return provider
@@ -105,17 +117,23 @@ def setup_telemetry(component: str) -> TracerProvider | None:
 
 def _instrument(provider: TracerProvider) -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
-    from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 
     httpx_instrumentor = HTTPXClientInstrumentor()
     if not httpx_instrumentor.is_instrumented_by_opentelemetry:
         httpx_instrumentor.instrument(tracer_provider=provider)
-    # Wraps sqlalchemy.create_engine, which resources.db looks up at call time: engines made from now on
-    # in this process get database spans.
-    sqlalchemy_instrumentor = SQLAlchemyInstrumentor()
-    if not sqlalchemy_instrumentor.is_instrumented_by_opentelemetry:
-        # Its declared range stops below SQLAlchemy 2.1; the engine events it uses are unchanged in 2.1.
-        sqlalchemy_instrumentor.instrument(tracer_provider=provider, enable_commenter=False, skip_dep_check=True)
+
+
+def instrument_engine(engine: Any) -> None:
+    """Database spans for one of our engines (not Dagster's own storage, which the global hook would catch)."""
+    if _state["provider"] is None or _state["pid"] != os.getpid():
+        return
+    from opentelemetry import metrics
+    from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+
+    # The instrumentor's declared range stops below SQLAlchemy 2.1; the engine events EngineTracer uses
+    # are unchanged in 2.1.
+    usage = metrics.get_meter(TRACER_NAME).create_up_down_counter("db.client.connections.usage", unit="connections")
+    EngineTracer(tracer(), engine, usage, enable_commenter=False)
 
 
 def instrument_flask(app: Any) -> None:
@@ -143,7 +161,12 @@ def shutdown_telemetry() -> None:
 
 def tracer() -> trace.Tracer:
     """The integration's tracer."""
-    return trace.get_tracer(TRACER_NAME, _package_version())
+    return trace.get_tracer(TRACER_NAME, _cached_version())
+
+
+@lru_cache(maxsize=1)
+def _cached_version() -> str:
+    return _package_version()
 
 
 def safe_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,8 +196,14 @@ def crm_span(
         links=links,
         kind=kind,
         attributes=safe_attributes({**base, **attributes}),
+        record_exception=False,
+        set_status_on_exception=False,
     ) as span:
-        yield span
+        try:
+            yield span
+        except BaseException as exc:
+            mark_error(span, exc)
+            raise
 
 
 def set_attributes(span: Span, **attributes: Any) -> None:
@@ -183,9 +212,63 @@ def set_attributes(span: Span, **attributes: Any) -> None:
 
 
 def mark_error(span: Span, exc: BaseException) -> None:
-    """Record an exception on a span that is not the one it was raised in."""
-    span.record_exception(exc)
+    """Mark a span failed with the exception's type and a redacted message (driver errors quote values)."""
+    message = redact(str(exc))[:500]
+    span.add_event("exception", {"exception.type": type(exc).__name__, "exception.message": message})
     span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+    span.set_attribute("error.type", type(exc).__name__)
+
+
+_EMAIL = re.compile(r"[^\s@'\"(),=<>]+@[^\s@'\"(),=<>]+\.[A-Za-z]{2,}")
+
+
+def redact(text: str) -> str:
+    """Text with every email address replaced."""
+    return _EMAIL.sub("[email]", text)
+
+
+class RedactingExporter(SpanExporter):
+    """Wraps an exporter and removes email addresses from every string a span carries.
+
+    Our own attributes pass `safe_attributes`; this is the net for what instrumentations add (a driver's
+    error text in a status, a query string in a URL).
+    """
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self._inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._inner.export([_redacted(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _clean(attributes: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {k: redact(v) if isinstance(v, str) else v for k, v in (attributes or {}).items()}
+
+
+def _redacted(span: ReadableSpan) -> ReadableSpan:
+    status = span.status
+    if status.description:
+        status = Status(status.status_code, redact(status.description))
+    return ReadableSpan(
+        name=span.name,
+        context=span.context,
+        parent=span.parent,
+        resource=span.resource,
+        attributes=_clean(span.attributes),
+        events=[Event(e.name, _clean(e.attributes), e.timestamp) for e in span.events],
+        links=span.links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
 
 
 # -- propagation across process boundaries ----------------------------------------------------------
@@ -254,20 +337,24 @@ class JsonLogFormatter(logging.Formatter):
             entry["span_id"] = format(span_context.span_id, "016x")
         for key, value in record.__dict__.items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):
-                entry[key] = value
+                entry.setdefault(key, value)  # extras never overwrite level, trace_id and the rest
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
+_PROJECT_LOGGERS = ("api", "assets", "resources", "domain", "pipelines")
+
+
 def configure_logging() -> None:
-    """JSON lines on stderr for the integration's loggers, unless LOG_FORMAT=text."""
-    if os.environ.get("LOG_FORMAT", "json").lower() == "text":
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    for name in ("api", "assets", "resources", "domain", "pipelines"):
+    """One stderr handler on the project's loggers: JSON lines (default) or text (LOG_FORMAT=text)."""
+    text = os.environ.get("LOG_FORMAT", "json").lower() == "text"
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s") if text else JsonLogFormatter()
+    for name in _PROJECT_LOGGERS:
         logger = logging.getLogger(name)
-        if not any(isinstance(h.formatter, JsonLogFormatter) for h in logger.handlers):
+        if not any(getattr(h, "_crm_integration", False) for h in logger.handlers):
+            handler = logging.StreamHandler()
+            handler._crm_integration = True  # type: ignore[attr-defined]
+            handler.setFormatter(formatter)
             logger.addHandler(handler)
         logger.setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())

@@ -155,3 +155,79 @@ def test_span_attributes_never_carry_secrets_or_emails() -> None:
     assert safe_attributes(
         {"customer_email": "a@b.c", "x-internal-service-key": "k", "count": 3, "run": None, "ok": True}
     ) == {"count": 3, "ok": True}
+
+
+def _run_job(settings, tags):  # type: ignore[no-untyped-def]
+    defs = build_defs(dagster_resources(settings))
+    with dg.instance_for_test() as instance:
+        return defs.resolve_job_def("customer_sync_job").execute_in_process(
+            instance=instance, tags=tags, raise_on_error=False
+        )
+
+
+def test_a_failed_run_is_marked_and_exported(crm, settings, otlp_receiver: OTLPReceiver) -> None:  # type: ignore[no-untyped-def]
+    crm.set_faults([{"mode": "http_500", "path": "/api/customers"}])
+    result = _run_job(settings, {})
+    assert not result.success
+    run_span = otlp_receiver.wait_for_span(
+        lambda s: s.attributes.get("dagster.run_id") == result.run_id and s.name == "integration.crm.sync_customers",
+        what="the failed run's span",
+    )
+    assert run_span.status_code == 2
+    assert run_span.attributes["error.type"] == "CRMServerError"
+    fetch = next(s for s in otlp_receiver.spans(run_span.trace_id) if s.name.endswith(".fetch"))
+    assert fetch.status_code == 2
+
+
+def test_a_re_execution_links_to_the_old_request_instead_of_joining_it(crm, settings, otlp_receiver) -> None:  # type: ignore[no-untyped-def]
+    old = f"00-{INBOUND_TRACE}-{INBOUND_SPAN}-01"
+    result = _run_job(settings, {TRACEPARENT_TAG: old, "dagster/parent_run_id": "earlier-run"})
+    run_span = otlp_receiver.wait_for_span(
+        lambda s: s.attributes.get("dagster.run_id") == result.run_id and s.name == "integration.crm.sync_customers",
+        what="the re-executed run's span",
+    )
+    assert run_span.parent_span_id is None
+    assert run_span.trace_id != INBOUND_TRACE
+    assert run_span.links == (INBOUND_TRACE,)
+
+
+def test_the_run_and_its_checks_share_one_trace(client, otlp_receiver) -> None:  # type: ignore[no-untyped-def]
+    body = client.post(SYNC, json={"force": True, "limit": 5}).get_json()
+    flush_telemetry()
+    run_span = otlp_receiver.wait_for_span(
+        lambda s: s.attributes.get("dagster.run_id") == body["run_id"] and s.name == "integration.crm.sync_customers",
+        what="the run span",
+    )
+    names = {s.name for s in otlp_receiver.spans(run_span.trace_id)}
+    assert {
+        "integration.crm.sync_customers.check_unique_email",
+        "integration.crm.sync_customers.check_unique_crm_id",
+        "integration.crm.sync_customers.check_invalid_share",
+    } <= names
+
+
+def test_exported_spans_carry_no_email_anywhere() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from resources.telemetry import RedactingExporter, mark_error
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(RedactingExporter(memory)))
+    with provider.get_tracer("t").start_as_current_span(
+        "db", attributes={"db.error": "Key=(alice@example.com)"}
+    ) as span:
+        mark_error(span, ValueError("duplicate key (email)=(bob@example.org) already exists"))
+        span.set_status(trace.Status(trace.StatusCode.ERROR, "UniqueViolation: carol@example.net"))
+    (exported,) = memory.get_finished_spans()
+    everything = json.dumps(
+        {
+            "attributes": dict(exported.attributes),
+            "events": [dict(e.attributes) for e in exported.events],
+            "status": exported.status.description,
+        }
+    )
+    assert "@" not in everything, everything
+    assert "[email]" in everything

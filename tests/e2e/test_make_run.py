@@ -123,7 +123,14 @@ def test_make_run_serves_customers_schedules_syncs_and_stops_cleanly(tmp_path: P
         )
         assert (server.service, run_span.service) == ("drone-shop-crm-api", "drone-shop-crm-dagster-run")
         assert (run_span.trace_id, run_span.parent_span_id) == (server.trace_id, server.span_id)
-        assert any(s.kind == "CLIENT" and s.service == run_span.service for s in otlp_receiver.spans(server.trace_id))
+        crm_calls = [
+            s
+            for s in otlp_receiver.spans(server.trace_id)
+            if s.kind == "CLIENT"
+            and s.service == run_span.service
+            and "/api/customers" in str(s.attributes.get("http.url"))
+        ]
+        assert crm_calls, "the run's httpx call to the CRM is in the request's trace"
         received = httpx.get(
             f"http://127.0.0.1:{sandbox_port}/_sandbox/requests", params={"path_prefix": "/api/customers"}, timeout=10
         ).json()
