@@ -18,6 +18,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -152,16 +153,24 @@ def _fingerprint(row: dict[str, Any]) -> tuple[Any, ...]:
 
 # Expanding parameters: the statements compile once and the lists are bound as they are, instead of
 # SQLAlchemy coercing every element of a 1,000-item IN list on every chunk.
-_STORED_BY_EMAIL = select(customers.c.email_normalized, *(customers.c[name] for name in TRACKED_FIELDS)).where(
-    customers.c.email_normalized.in_(bindparam("emails", expanding=True))
+# One read per chunk serves both questions: which emails are stored, and under which emails the chunk's
+# CRM ids are filed (a different one means the customer's email changed in the CRM).
+_STORED_FOR_CHUNK = select(
+    customers.c.id,
+    customers.c.crm_id,
+    customers.c.email_normalized,
+    *(customers.c[name] for name in TRACKED_FIELDS),
+).where(
+    or_(
+        customers.c.email_normalized.in_(bindparam("emails", expanding=True)),
+        customers.c.crm_id.in_(bindparam("crm_ids", expanding=True)),
+    )
 )
+
 _TOUCH_BY_EMAIL = (
     update(customers)
     .where(customers.c.email_normalized.in_(bindparam("emails", expanding=True)))
     .values(last_synced_at=bindparam("now"))
-)
-_STORED_BY_CRM_ID = select(customers.c.id, customers.c.crm_id, customers.c.email_normalized).where(
-    customers.c.crm_id.in_(bindparam("crm_ids", expanding=True))
 )
 
 
@@ -175,8 +184,8 @@ def upsert_customers(
     """Insert new customers, update changed ones, and only touch last_synced_at on unchanged ones.
 
     Per chunk: one SELECT of the stored rows, one upsert statement, one UPDATE for the unchanged, and,
-    only when a CRM id arrives under an email it was not stored with, one SELECT and DELETE of the row it
-    leaves behind (the customer's email changed in the CRM).
+    only when a CRM id arrives under an email it was not stored with, one DELETE of the row it leaves
+    behind (the customer's email changed in the CRM).
     """
     now = now or utcnow()
     statement = upsert_statement(conn.dialect.name)
@@ -184,9 +193,14 @@ def upsert_customers(
     crm_id_position = TRACKED_FIELDS.index("crm_id")
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
-        stored = {
-            found.email_normalized: tuple(found[1:]) for found in conn.execute(_STORED_BY_EMAIL, {"emails": emails})
-        }
+        crm_ids = [row["crm_id"] for row in chunk if row["crm_id"]]
+        stored: dict[str, tuple[Any, ...]] = {}
+        filed_under: list[tuple[int, str, str]] = []  # (row id, CRM id, email) of stored rows with these CRM ids
+        wanted = set(emails)
+        for found in conn.execute(_STORED_FOR_CHUNK, {"emails": emails, "crm_ids": crm_ids}):
+            if found.email_normalized in wanted:
+                stored[found.email_normalized] = tuple(found[3:])
+            filed_under.append((found.id, found.crm_id, found.email_normalized))
         writes: list[dict[str, Any]] = []
         same: list[str] = []
         moved: dict[str, str] = {}
@@ -204,23 +218,17 @@ def upsert_customers(
                     moved[row["crm_id"]] = row["email_normalized"]
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
         moved.pop(None, None)  # type: ignore[call-overload]
-        if moved:
-            superseded += _drop_superseded(conn, moved)
+        stale = [row_id for row_id, crm_id, email in filed_under if crm_id in moved and email != moved[crm_id]]
+        if stale:
+            # That customer's email changed in the CRM: the row under the old email must go.
+            conn.execute(customers.delete().where(customers.c.id.in_(stale)))
+            superseded += len(stale)
         if writes:
             executemany(conn, statement, writes)
         if same:
             conn.execute(_TOUCH_BY_EMAIL, {"emails": same, "now": now})
             unchanged += len(same)
     return UpsertCounts(inserted, updated, unchanged, superseded)
-
-
-def _drop_superseded(conn: Connection, email_of: dict[str, str]) -> int:
-    """Delete stored rows of these CRM ids filed under another email, before the new rows are written."""
-    stored = conn.execute(_STORED_BY_CRM_ID, {"crm_ids": list(email_of)})
-    stale = [row.id for row in stored if row.email_normalized != email_of[row.crm_id]]
-    if stale:
-        conn.execute(customers.delete().where(customers.c.id.in_(stale)))
-    return len(stale)
 
 
 def _reject_key(stream: str, rejected: Rejected) -> str:

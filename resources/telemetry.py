@@ -40,6 +40,11 @@ TRACER_NAME = "drone_shop_crm"
 SERVICE_NAMESPACE = "drone-shop"
 TARGET_SERVICE = "enterprise-crm-portal"
 PEER_SERVICE = "enterprise-crm"
+# Every integration operation, span `integration.crm.<operation>`: one list for the API, the runs and
+# the later catalog and order paths.
+OPERATIONS = frozenset(
+    {"sync_customers", "sync_order", "customer_enrichment", "ticket_products", "health_check", "catalog_sync"}
+)
 # Dagster run tags that carry the caller's W3C trace context into a run (DESIGN D8).
 TRACEPARENT_TAG = "otel/traceparent"
 TRACESTATE_TAG = "otel/tracestate"
@@ -189,6 +194,8 @@ def crm_span(
     **attributes: Any,
 ) -> Iterator[Span]:
     """A current span `integration.crm.<operation>` with the integration's standard attributes."""
+    if operation not in OPERATIONS:
+        raise ValueError(f"unknown integration operation {operation!r}; add it to OPERATIONS")
     base = {"integration.target_service": TARGET_SERVICE, "peer.service": PEER_SERVICE}
     with tracer().start_as_current_span(
         f"integration.crm.{operation}",

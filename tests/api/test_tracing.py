@@ -6,6 +6,7 @@ import json
 import logging
 
 import dagster as dg
+import pytest
 from opentelemetry import trace
 
 from pipelines.definitions import build_defs
@@ -231,3 +232,13 @@ def test_exported_spans_carry_no_email_anywhere() -> None:
     )
     assert "@" not in everything, everything
     assert "[email]" in everything
+
+
+def test_operation_names_are_one_list() -> None:
+    from resources.telemetry import OPERATIONS, crm_span
+
+    assert {"sync_customers", "sync_order", "customer_enrichment", "ticket_products", "health_check"} <= OPERATIONS
+    assert "catalog_sync" in OPERATIONS
+    with pytest.raises(ValueError, match="unknown integration operation"):
+        with crm_span("sync_custmers"):
+            pass
