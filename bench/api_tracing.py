@@ -2,7 +2,8 @@
 
 Both servers are the real API under gunicorn (2 workers x 4 threads) on the same SQLite file holding
 1,200 synced customers; "on" exports every span over OTLP/HTTP to a receiver in this process, "off" is
-OTEL_SDK_DISABLED=true. Load: 16 connections of GET /customers?limit=50 for a fixed time from wrk
+OTEL_SDK_DISABLED=true. Both servers run side by side and are loaded in alternating rounds (medians
+reported). Load: 16 connections of GET /customers?limit=50 for a fixed time from wrk
 (Debian's `wrk`; `make bench` installs it), or, without wrk, a bounded number of requests from 16 Python
 threads (whose own cost then caps the figures).
 
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run both configurations, print req/s and latency, and the overhead of tracing."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=3000, help="requests per configuration (Python client)")
-    parser.add_argument("--seconds", type=int, default=15, help="seconds per configuration (wrk)")
+    parser.add_argument("--seconds", type=int, default=8, help="seconds per configuration and round (wrk)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; figures are medians")
     args = parser.parse_args(argv)
 
     from tests.support.net import free_port
@@ -148,18 +150,34 @@ def main(argv: list[str] | None = None) -> int:
             "tracing_off": {**base, "OTEL_SDK_DISABLED": "true"},
             "tracing_on": {**base, "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint},
         }
-        for name, env in configs.items():
-            port = free_port()
-            server = _serve(port, env)
-            try:
+        servers = {name: (free_port(), None) for name in configs}
+        try:
+            for name, env in configs.items():
+                port = servers[name][0]
+                servers[name] = (port, _serve(port, env))
                 _load(port, min(400, args.requests))  # warm-up: imports, connections, caches
-                if shutil.which("wrk"):
-                    results[name] = _load_wrk(port, args.seconds)
-                else:
-                    results[name] = _load(port, args.requests)
-            finally:
-                server.terminate()
-                server.wait(timeout=30)
+            # Alternate the two servers for several rounds and keep medians: a slow spell of the machine
+            # then hits both configurations alike.
+            rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in configs}
+            for _ in range(args.rounds):
+                for name, (port, _process) in servers.items():
+                    if shutil.which("wrk"):
+                        rounds[name].append(_load_wrk(port, args.seconds))
+                    else:
+                        rounds[name].append(_load(port, args.requests))
+            for name, runs in rounds.items():
+                results[name] = {
+                    key: statistics.median(r[key] for r in runs)
+                    if isinstance(runs[0][key], int | float)
+                    else runs[0][key]
+                    for key in runs[0]
+                }
+                results[name]["rounds"] = [round(r["rps"], 1) for r in runs]
+        finally:
+            for _port, process in servers.values():
+                if process is not None:
+                    process.terminate()
+                    process.wait(timeout=30)
     receiver.stop()
     results["spans_received"] = len(receiver.spans())
     off, on = results["tracing_off"], results["tracing_on"]

@@ -108,12 +108,12 @@ def oracle_merge_statement() -> TextClause:
 
 
 def _sqlite_timestamp(value: datetime) -> str:
-    # The text SQLAlchemy's SQLite DateTime stores, so UTCDateTime reads it back unchanged.
-    value = value.astimezone(UTC)
-    return (
-        f"{value.year:04d}-{value.month:02d}-{value.day:02d} "
-        f"{value.hour:02d}:{value.minute:02d}:{value.second:02d}.{value.microsecond:06d}"
-    )
+    # The text SQLAlchemy's SQLite DateTime stores ("YYYY-MM-DD HH:MM:SS.ffffff"), so UTCDateTime reads it
+    # back unchanged; isoformat is the fast way to write it.
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    text_value = value.replace(tzinfo=None).isoformat(" ")
+    return text_value if value.microsecond else text_value + ".000000"
 
 
 def executemany(conn: Connection, statement: Insert | TextClause, rows: list[dict[str, Any]]) -> None:

@@ -239,6 +239,5 @@ def test_operation_names_are_one_list() -> None:
 
     assert {"sync_customers", "sync_order", "customer_enrichment", "ticket_products", "health_check"} <= OPERATIONS
     assert "catalog_sync" in OPERATIONS
-    with pytest.raises(ValueError, match="unknown integration operation"):
-        with crm_span("sync_custmers"):
-            pass
+    with pytest.raises(ValueError, match="unknown integration operation"), crm_span("sync_custmers"):
+        pass
