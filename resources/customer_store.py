@@ -147,8 +147,7 @@ def executemany(conn: Connection, statement: Insert | TextClause, rows: list[dic
     conn.exec_driver_sql(str(compiled), params)
 
 
-def _fingerprint(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[name] for name in TRACKED_FIELDS)
+_fingerprint = itemgetter(*TRACKED_FIELDS)
 
 
 # Expanding parameters: the statements compile once and the lists are bound as they are, instead of
@@ -194,13 +193,9 @@ def upsert_customers(
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
         crm_ids = [row["crm_id"] for row in chunk if row["crm_id"]]
-        stored: dict[str, tuple[Any, ...]] = {}
-        filed_under: list[tuple[int, str, str]] = []  # (row id, CRM id, email) of stored rows with these CRM ids
+        found_rows = conn.execute(_STORED_FOR_CHUNK, {"emails": emails, "crm_ids": crm_ids}).all()
         wanted = set(emails)
-        for found in conn.execute(_STORED_FOR_CHUNK, {"emails": emails, "crm_ids": crm_ids}):
-            if found.email_normalized in wanted:
-                stored[found.email_normalized] = tuple(found[3:])
-            filed_under.append((found.id, found.crm_id, found.email_normalized))
+        stored = {found[2]: tuple(found[3:]) for found in found_rows if found[2] in wanted}
         writes: list[dict[str, Any]] = []
         same: list[str] = []
         moved: dict[str, str] = {}
@@ -218,7 +213,8 @@ def upsert_customers(
                     moved[row["crm_id"]] = row["email_normalized"]
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
         moved.pop(None, None)  # type: ignore[call-overload]
-        stale = [row_id for row_id, crm_id, email in filed_under if crm_id in moved and email != moved[crm_id]]
+        # Stored rows filed under one of the chunk's CRM ids with another email than it arrives with.
+        stale = [found[0] for found in found_rows if found[1] in moved and found[2] != moved[found[1]]] if moved else []
         if stale:
             # That customer's email changed in the CRM: the row under the old email must go.
             conn.execute(customers.delete().where(customers.c.id.in_(stale)))
