@@ -45,11 +45,6 @@ class Integration:
         backend = self.settings.enterprise_crm_url or ""
         return scrub(text, backend, self.settings.public_crm_url)
 
-    def close(self) -> None:
-        """Release the CRM client's connections."""
-        if self._crm is not None:
-            self._crm.close()
-
 
 def make_run_launcher(settings: Settings, override: Any = None) -> RunLauncher:
     """GraphQL against the Dagster webserver unless API_RUN_LAUNCHER=in_process (or a test passes one)."""

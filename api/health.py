@@ -10,8 +10,6 @@ from resources.telemetry import crm_span, set_attributes
 
 bp = Blueprint("health", __name__, url_prefix="/api/integrations/crm")
 
-HEALTH_STATUSES = ("healthy", "unhealthy", "unreachable", "not_configured")
-
 
 @bp.get("/health")
 def crm_health():  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sqlalchemy import Engine
@@ -65,7 +65,6 @@ class LoadResult:
 
     counts: UpsertCounts
     invalid: int
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def extract_customers(

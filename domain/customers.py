@@ -259,10 +259,6 @@ def _reason(column: str, check: str) -> str:
     return f"{column} failed {check}"
 
 
-def _empty_frame() -> pd.DataFrame:
-    return build_frame([])
-
-
 def build_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Build a typed frame from normalized rows; missing values stay missing, never the text 'nan'."""
     columns: dict[str, Any] = {}

@@ -453,11 +453,6 @@ def list_customers(conn: Connection, limit: int) -> list[dict[str, Any]]:
     return [dict(row) for row in conn.execute(query).mappings()]
 
 
-def count_customers(conn: Connection) -> int:
-    """How many customers the local table holds."""
-    return int(conn.execute(select(func.count()).select_from(customers)).scalar_one())
-
-
 def duplicate_crm_ids(conn: Connection) -> list[str]:
     """CRM ids stored on more than one row (a missed email change would leave one behind)."""
     key = customers.c.crm_id
