@@ -17,6 +17,7 @@ from pipelines.jobs import customer_sync_job
 from pipelines.schedules import customer_sync_schedule
 from pipelines.sensors import customer_bootstrap_sensor
 from resources.dagster_resources import CRMResource, DatabaseResource, TelemetryResource
+from resources.runtime import freeze_startup_heap
 
 
 def default_resources() -> dict[str, Any]:
@@ -40,3 +41,6 @@ def build_defs(resources: dict[str, Any] | None = None) -> dg.Definitions:
 
 
 defs = build_defs()
+
+# Loading the code location is this process's start-up: what is alive now stays for good (resources/runtime.py).
+freeze_startup_heap()

@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     JSON,
     Connection,
     Engine,
     Insert,
+    Integer,
     String,
     TextClause,
     bindparam,
     cast,
     func,
     insert,
-    or_,
     select,
     text,
+    type_coerce,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +36,7 @@ from resources.db import customer_rejects, customers, sync_runs, sync_state, utc
 
 CUSTOMERS_STREAM = "customers"
 DEFAULT_CHUNK_SIZE = 1000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -71,9 +73,9 @@ class SyncState:
         return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in asdict(self).items()}
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+def _chunks(items: Sequence[T], size: int = DEFAULT_CHUNK_SIZE) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 _UPSERT_COLUMNS = ("email_normalized", *TRACKED_FIELDS, "created_at", "updated_at", "last_synced_at")
@@ -111,9 +113,11 @@ def oracle_merge_statement() -> TextClause:
     return text(sql).bindparams(*(bindparam(name, type_=customers.c[name].type) for name in _UPSERT_COLUMNS))
 
 
+@lru_cache(maxsize=65_536)
 def _sqlite_timestamp(value: datetime) -> str:
     # The text SQLAlchemy's SQLite DateTime stores ("YYYY-MM-DD HH:MM:SS.ffffff"), so UTCDateTime reads it
-    # back unchanged; isoformat is the fast way to write it.
+    # back unchanged; isoformat is the fast way to write it. Cached: a sync stamps every row with one
+    # instant, and CRM bulk writes give many customers the same update time.
     if value.utcoffset():
         value = value.astimezone(UTC)
     text_value = value.replace(tzinfo=None).isoformat(" ")
@@ -136,22 +140,29 @@ def executemany(conn: Connection, statement: Insert | TextClause, rows: list[dic
     if conn.dialect.name != "sqlite" or not stamp_positions:
         conn.exec_driver_sql(str(compiled), [values(row) for row in rows])
         return
-    stamps: dict[datetime, str] = {}
-    params: list[tuple[Any, ...]] = []
-    for row in rows:
-        record = list(values(row))
-        for position in stamp_positions:
-            stamp = record[position]
-            if stamp is not None:
-                text_value = stamps.get(stamp)
-                if text_value is None:
-                    text_value = stamps[stamp] = _sqlite_timestamp(stamp)
-                record[position] = text_value
-        params.append(tuple(record))
-    conn.exec_driver_sql(str(compiled), params)
+    conn.exec_driver_sql(str(compiled), [_with_sqlite_stamps(values(row), stamp_positions) for row in rows])
+
+
+def _with_sqlite_stamps(values: tuple[Any, ...], positions: Sequence[int]) -> tuple[Any, ...]:
+    """The values with the timestamps at `positions` turned into SQLite's stored text."""
+    record = list(values)
+    for position in positions:
+        stamp = record[position]
+        if stamp is not None:
+            record[position] = _sqlite_timestamp(stamp)
+    return tuple(record)
 
 
 _fingerprint = itemgetter(*TRACKED_FIELDS)
+_TRACKED_STAMP_POSITIONS = tuple(i for i, name in enumerate(TRACKED_FIELDS) if name in _TIMESTAMP_COLUMNS)
+
+
+def _stored_form(dialect_name: str) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """A row's tracked values in the form the stored-rows read returns them, for comparing the two."""
+    if dialect_name != "sqlite":
+        return _fingerprint
+    # The read returns SQLite's timestamps as their stored text (see _chunk_statements).
+    return lambda row: _with_sqlite_stamps(_fingerprint(row), _TRACKED_STAMP_POSITIONS)
 
 
 # Expanding parameters: the statements compile once and the lists are bound as they are, instead of
@@ -169,37 +180,37 @@ def _in_list(column: Any, name: str, dialect_name: str) -> Any:
         values = func.json_each(bindparam(name, type_=String)).table_valued("value")
     elif dialect_name == "postgresql":
         values = func.json_array_elements_text(cast(bindparam(name, type_=String), JSON)).table_valued("value")
+        if isinstance(column.type, Integer):
+            # The elements come out as text, and PostgreSQL does not compare integers with text.
+            return column.in_(select(cast(values.c.value, Integer)))
     else:
         return column.in_(bindparam(name, expanding=True))
     return column.in_(select(values.c.value))
 
 
-def _list_param(dialect_name: str, values: list[str]) -> Any:
+def _list_param(dialect_name: str, values: Sequence[Any]) -> Any:
     return json.dumps(values) if dialect_name in _JSON_LIST_DIALECTS else values
 
 
 @lru_cache(maxsize=8)
-def _chunk_statements(dialect_name: str) -> tuple[Any, Any]:
-    """The per-chunk read and touch statements, built once per dialect."""
-    # One read serves both questions: which emails are stored, and under which emails the chunk's CRM
-    # ids are filed (a different one means the customer's email changed in the CRM).
-    stored = select(
-        customers.c.id,
-        customers.c.crm_id,
-        customers.c.email_normalized,
-        *(customers.c[name] for name in TRACKED_FIELDS),
-    ).where(
-        or_(
-            _in_list(customers.c.email_normalized, "emails", dialect_name),
-            _in_list(customers.c.crm_id, "crm_ids", dialect_name),
-        )
-    )
+def _chunk_statements(dialect_name: str) -> tuple[Any, Any, Any]:
+    """The per-chunk statements, built once per dialect: stored rows by email, then by CRM id, and the touch."""
+    # SQLite's timestamps are read as the text they are stored as and compared as text (_stored_form):
+    # converting two timestamps of every stored row cost more than reading the row.
+    tracked = [
+        type_coerce(customers.c[name], String).label(name)
+        if dialect_name == "sqlite" and name in _TIMESTAMP_COLUMNS
+        else customers.c[name]
+        for name in TRACKED_FIELDS
+    ]
+    stored = select(customers.c.id, customers.c.crm_id, customers.c.email_normalized, *tracked)
+    by_email = stored.where(_in_list(customers.c.email_normalized, "emails", dialect_name))
+    by_crm_id = stored.where(_in_list(customers.c.crm_id, "crm_ids", dialect_name))
+    # By primary key: cheaper than finding each row again through the email index.
     touch = (
-        update(customers)
-        .where(_in_list(customers.c.email_normalized, "emails", dialect_name))
-        .values(last_synced_at=bindparam("now"))
+        update(customers).where(_in_list(customers.c.id, "ids", dialect_name)).values(last_synced_at=bindparam("now"))
     )
-    return stored, touch
+    return by_email, by_crm_id, touch
 
 
 def upsert_customers(
@@ -211,52 +222,51 @@ def upsert_customers(
 ) -> UpsertCounts:
     """Insert new customers, update changed ones, and only touch last_synced_at on unchanged ones.
 
-    Per chunk: one SELECT of the stored rows, one upsert statement, one UPDATE for the unchanged, and,
-    only when a CRM id arrives under an email it was not stored with, one DELETE of the row it leaves
-    behind (the customer's email changed in the CRM).
+    Per chunk: one SELECT of the rows stored under the chunk's emails, one upsert statement, one UPDATE for
+    the unchanged, and, only for CRM ids that arrive under an email not stored with them: one SELECT of the
+    rows filed under those ids and, when one of those has another email, one DELETE of the row the
+    customer's email change leaves behind.
     """
     now = now or utcnow()
     statement = upsert_statement(conn.dialect.name)
     inserted = updated = unchanged = superseded = 0
-    crm_id_position = TRACKED_FIELDS.index("crm_id")
     dialect_name = conn.dialect.name
-    read_stored, touch = _chunk_statements(dialect_name)
+    by_email, by_crm_id, touch = _chunk_statements(dialect_name)
+    stored_form = _stored_form(dialect_name)
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
-        crm_ids = [row["crm_id"] for row in chunk if row["crm_id"]]
-        found_rows = conn.execute(
-            read_stored,
-            {"emails": _list_param(dialect_name, emails), "crm_ids": _list_param(dialect_name, crm_ids)},
-        ).all()
-        wanted = set(emails)
-        stored = {found[2]: tuple(found[3:]) for found in found_rows if found[2] in wanted}
+        stored = {found[2]: found for found in conn.execute(by_email, {"emails": _list_param(dialect_name, emails)})}
         writes: list[dict[str, Any]] = []
-        same: list[str] = []
+        same: list[int] = []
+        # CRM id -> the email it arrives with, for ids not stored under that email (new, or the email changed).
         moved: dict[str, str] = {}
         for row in chunk:
-            previous = stored.get(row["email_normalized"])
-            if previous is None:
+            found = stored.get(row["email_normalized"])
+            if found is None:
                 inserted += 1
                 moved[row["crm_id"]] = row["email_normalized"]
-            elif previous == _fingerprint(row):
-                same.append(row["email_normalized"])
+            elif found[3:] == stored_form(row):
+                same.append(found[0])
                 continue
             else:
                 updated += 1
-                if previous[crm_id_position] != row["crm_id"]:
+                if found[1] != row["crm_id"]:
                     moved[row["crm_id"]] = row["email_normalized"]
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
         moved.pop(None, None)  # type: ignore[call-overload]
-        # Stored rows filed under one of the chunk's CRM ids with another email than it arrives with.
-        stale = [found[0] for found in found_rows if found[1] in moved and found[2] != moved[found[1]]] if moved else []
-        if stale:
-            # That customer's email changed in the CRM: the row under the old email must go.
-            conn.execute(customers.delete().where(customers.c.id.in_(stale)))
-            superseded += len(stale)
+        if moved:
+            # Rows filed under one of those CRM ids with another email than the id arrives with: that
+            # customer's email changed in the CRM, and the row under the old email must go.
+            filed = conn.execute(by_crm_id, {"crm_ids": _list_param(dialect_name, list(moved))}).all()
+            candidates = {found[0]: found for found in (*stored.values(), *filed)}.values()
+            stale = [found[0] for found in candidates if found[1] in moved and found[2] != moved[found[1]]]
+            if stale:
+                conn.execute(customers.delete().where(customers.c.id.in_(stale)))
+                superseded += len(stale)
         if writes:
             executemany(conn, statement, writes)
         if same:
-            conn.execute(touch, {"emails": _list_param(dialect_name, same), "now": now})
+            conn.execute(touch, {"ids": _list_param(dialect_name, same), "now": now})
             unchanged += len(same)
     return UpsertCounts(inserted, updated, unchanged, superseded)
 
@@ -280,40 +290,46 @@ def record_rejects(
     now = now or utcnow()
     by_key: dict[str, dict[str, Any]] = {}
     for item in rejected:
-        by_key[_reject_key(stream, item)] = {
-            "reject_key": _reject_key(stream, item),
+        key = _reject_key(stream, item)
+        by_key[key] = {
+            "reject_key": key,
             "crm_id": (item.crm_id or "")[:64] or None,
             "email": (item.email or "")[:320] or None,
             "reason": item.reason,
             "record": json.dumps(item.record, sort_keys=True, default=str),
         }
-    keys = list(by_key)
     table = customer_rejects
-    existing = {
-        row.reject_key: row.seen_count
-        for row in conn.execute(select(table.c.reject_key, table.c.seen_count).where(table.c.reject_key.in_(keys)))
-    }
+    seen: set[str] = set()
+    for keys in _chunks(list(by_key)):
+        seen.update(conn.execute(select(table.c.reject_key).where(table.c.reject_key.in_(keys))).scalars())
     new = [
         {**values, "first_seen_at": now, "last_seen_at": now, "seen_count": 1, "last_run_id": run_id}
         for key, values in by_key.items()
-        if key not in existing
+        if key not in seen
     ]
     if new:
         conn.execute(insert(table), new)
-    for key in existing:
-        values = by_key[key]
-        conn.execute(
-            update(table)
-            .where(table.c.reject_key == key)
-            .values(
-                reason=values["reason"],
-                record=values["record"],
-                last_seen_at=now,
-                last_run_id=run_id,
-                seen_count=table.c.seen_count + 1,
-                resolved_at=None,
-            )
+    if seen:
+        # One statement for every record seen before, run for each of them by the driver.
+        again = [{"key": key, "new_reason": by_key[key]["reason"], "new_record": by_key[key]["record"]} for key in seen]
+        conn.execute(_seen_again_statement(), [{**values, "now": now, "run_id": run_id} for values in again])
+
+
+@lru_cache(maxsize=1)
+def _seen_again_statement() -> Any:
+    table = customer_rejects
+    return (
+        update(table)
+        .where(table.c.reject_key == bindparam("key"))
+        .values(
+            reason=bindparam("new_reason"),
+            record=bindparam("new_record"),
+            last_seen_at=bindparam("now", type_=table.c.last_seen_at.type),
+            last_run_id=bindparam("run_id"),
+            seen_count=table.c.seen_count + 1,
+            resolved_at=None,
         )
+    )
 
 
 def resolve_rejects(conn: Connection, crm_ids: Sequence[str], *, now: datetime | None = None) -> None:
@@ -322,8 +338,7 @@ def resolve_rejects(conn: Connection, crm_ids: Sequence[str], *, now: datetime |
     table = customer_rejects
     if not ids or conn.execute(select(table.c.id).where(table.c.resolved_at.is_(None)).limit(1)).first() is None:
         return
-    for chunk_start in range(0, len(ids), DEFAULT_CHUNK_SIZE):
-        chunk = ids[chunk_start : chunk_start + DEFAULT_CHUNK_SIZE]
+    for chunk in _chunks(ids):
         conn.execute(
             update(table)
             .where(table.c.crm_id.in_(chunk), table.c.resolved_at.is_(None))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 
-from resources.crm_client import CRMClient, parse_retry_after
+from resources.crm_client import CRMClient, parse_json, parse_retry_after
 from resources.crm_errors import (
     CRMBadResponse,
     CRMConflict,
@@ -122,6 +124,16 @@ def test_truncated_body_is_a_clear_error(make_client, crm) -> None:  # type: ign
     with pytest.raises(CRMBadResponse, match="truncated or malformed JSON"):
         client.list_customers(limit=50)
     assert len(crm.requests("/api/customers")) == 2
+
+
+def test_json_bodies_parse_fast_and_what_orjson_refuses_still_parses() -> None:
+    page = json.dumps({"customers": [{"id": 1, "name": "Zoë", "revenue": 5.2e6, "notes": None}], "total": 1})
+    assert parse_json(page.encode()) == json.loads(page)
+    # Python writes NaN literals and integers of any size; orjson refuses both, the fallback reads them.
+    odd = parse_json(b'{"revenue": NaN, "id": 123456789012345678901234567890}')
+    assert math.isnan(odd["revenue"]) and odd["id"] == 123456789012345678901234567890
+    with pytest.raises(json.JSONDecodeError, match="Expecting"):
+        parse_json(b'{"customers": [{"id": 1')
 
 
 def test_connection_reset_is_unavailable(make_client, crm) -> None:  # type: ignore[no-untyped-def]

@@ -69,6 +69,32 @@ def test_upsert_inserts_then_is_idempotent_then_updates_only_changes(db_url: str
     assert nulled is None
 
 
+def test_crm_timestamps_in_any_zone_or_without_fractions_compare_unchanged(db_url: str) -> None:
+    # SQLite's stored timestamps are compared as text: whole seconds and other zones must still match.
+    stamps = ["2026-12-01T10:00:00", "2026-12-01T12:00:00+02:00", "2026-12-01T10:00:00.000001Z", ""]
+    records = [
+        {"id": i, "email": f"p{i}@x.io", "updated_at": stamp, "created_at": stamp} for i, stamp in enumerate(stamps)
+    ]
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        assert upsert_customers(conn, validate_customers(records).rows, now=T0) == UpsertCounts(4, 0, 0)
+    with engine.begin() as conn:
+        again = upsert_customers(conn, validate_customers(records).rows, now=T0 + timedelta(minutes=5))
+    assert again == UpsertCounts(0, 0, 4)
+    records[1]["updated_at"] = "2026-12-01T12:00:01+02:00"
+    with engine.begin() as conn:
+        changed = upsert_customers(conn, validate_customers(records).rows, now=T0 + timedelta(minutes=10))
+    assert changed == UpsertCounts(0, 1, 3)
+    with engine.connect() as conn:
+        stored = conn.execute(select(customers.c.crm_id, customers.c.crm_updated_at).order_by(customers.c.crm_id)).all()
+    assert stored == [
+        ("0", datetime(2026, 12, 1, 10, 0, tzinfo=UTC)),
+        ("1", datetime(2026, 12, 1, 10, 0, 1, tzinfo=UTC)),
+        ("2", datetime(2026, 12, 1, 10, 0, 0, 1, tzinfo=UTC)),
+        ("3", None),
+    ]
+
+
 def test_email_case_change_in_the_crm_updates_the_same_row(db_url: str) -> None:
     engine = shared_engine(db_url)
     with engine.begin() as conn:
@@ -96,6 +122,28 @@ def test_rejects_are_kept_counted_and_resolved(db_url: str) -> None:
     assert row["first_seen_at"] == T0
     assert row["resolved_at"] == T0 + timedelta(minutes=10)
     assert '"email": "nope"' in row["record"]
+
+
+def test_many_rejects_seen_again_are_updated_together_and_reopened(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    first = [Rejected({"id": i, "email": "x"}, "bad", str(i), "x") for i in range(1200)]
+    with engine.begin() as conn:
+        record_rejects(conn, first, run_id="r1", now=T0)
+    with engine.begin() as conn:
+        resolve_rejects(conn, ["3"], now=T0 + timedelta(minutes=1))
+    again = [Rejected({"id": i, "email": "y"}, "worse", str(i), "y") for i in range(1000, 2500)]
+    with engine.begin() as conn:
+        record_rejects(conn, [*again, first[3]], run_id="r2", now=T0 + timedelta(minutes=5))
+    with engine.connect() as conn:
+        rows = {row.crm_id: row for row in conn.execute(select(customer_rejects))}
+    assert len(rows) == 2500
+    seen_twice = rows["1100"]
+    assert (seen_twice.seen_count, seen_twice.reason, seen_twice.last_run_id) == (2, "worse", "r2")
+    assert (seen_twice.first_seen_at, seen_twice.last_seen_at) == (T0, T0 + timedelta(minutes=5))
+    assert '"email": "y"' in seen_twice.record
+    assert (rows["5"].seen_count, rows["5"].reason, rows["5"].last_run_id) == (1, "bad", "r1")
+    assert (rows["2400"].seen_count, rows["2400"].first_seen_at) == (1, T0 + timedelta(minutes=5))
+    assert (rows["3"].seen_count, rows["3"].resolved_at) == (2, None)
 
 
 def test_unsynced_stream_starts_at_offset_zero(db_url: str) -> None:
