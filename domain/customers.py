@@ -302,6 +302,8 @@ def build_frame(columns: Mapping[str, list[Any]]) -> pd.DataFrame:
 
 def _dedupe(rows: list[dict[str, Any]], rejected: list[Rejected], raws: list[Any]) -> list[int]:
     """Keep one valid row per normalized email: the most recently updated one (D2)."""
+    if len({row["email_normalized"] for row in rows}) == len(rows):
+        return list(range(len(rows)))  # the usual window: nothing to settle
     winner: dict[str, int] = {}
     for index, row in enumerate(rows):
         key = row["email_normalized"]

@@ -124,23 +124,45 @@ def _sqlite_timestamp(value: datetime) -> str:
     return text_value if value.microsecond else text_value + ".000000"
 
 
-def executemany(conn: Connection, statement: Insert | TextClause, rows: list[dict[str, Any]]) -> None:
-    """Run one statement for many rows straight through the DB driver.
+@dataclass(frozen=True)
+class BulkStatement:
+    """A statement compiled once, then run for many rows straight through the DB driver.
 
     SQLAlchemy's per-value bind processing costs several times SQLite's own insert (bench/customer_sync.py);
     the values here are already clean Python objects, so only SQLite's timestamps need converting.
     """
-    compiled = statement.compile(dialect=conn.dialect, column_keys=list(_UPSERT_COLUMNS))
-    names = list(compiled.positiontup or []) if compiled.positional else list(_UPSERT_COLUMNS)
-    if not compiled.positional:
-        conn.exec_driver_sql(str(compiled), [{name: row[name] for name in names} for row in rows])
-        return
-    values = itemgetter(*names)
-    stamp_positions = [i for i, name in enumerate(names) if name in _TIMESTAMP_COLUMNS]
-    if conn.dialect.name != "sqlite" or not stamp_positions:
-        conn.exec_driver_sql(str(compiled), [values(row) for row in rows])
-        return
-    conn.exec_driver_sql(str(compiled), [_with_sqlite_stamps(values(row), stamp_positions) for row in rows])
+
+    sql: str
+    #: Parameter names in the order the driver takes them (positional), or the names to pass (named).
+    names: tuple[str, ...]
+    positional: bool
+    #: Positions of timestamps to turn into SQLite's stored text; empty on other databases.
+    stamp_positions: tuple[int, ...]
+
+    @classmethod
+    def compile(cls, statement: Insert | TextClause, dialect: Any) -> BulkStatement:
+        """Compile `statement` for `dialect`, taking the customer columns as its parameters."""
+        compiled = statement.compile(dialect=dialect, column_keys=list(_UPSERT_COLUMNS))
+        names = tuple(compiled.positiontup or ()) if compiled.positional else _UPSERT_COLUMNS
+        stamps = tuple(i for i, name in enumerate(names) if name in _TIMESTAMP_COLUMNS)
+        return cls(str(compiled), names, compiled.positional, stamps if dialect.name == "sqlite" else ())
+
+    def execute(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+        """Run the statement once per row, in one driver call."""
+        if not self.positional:
+            conn.exec_driver_sql(self.sql, [{name: row[name] for name in self.names} for row in rows])
+            return
+        values = itemgetter(*self.names)
+        if not self.stamp_positions:
+            conn.exec_driver_sql(self.sql, [values(row) for row in rows])
+            return
+        positions = self.stamp_positions
+        conn.exec_driver_sql(self.sql, [_with_sqlite_stamps(values(row), positions) for row in rows])
+
+
+def executemany(conn: Connection, statement: Insert | TextClause, rows: Sequence[dict[str, Any]]) -> None:
+    """Run one statement for many rows straight through the DB driver (see BulkStatement)."""
+    BulkStatement.compile(statement, conn.dialect).execute(conn, rows)
 
 
 def _with_sqlite_stamps(values: tuple[Any, ...], positions: Sequence[int]) -> tuple[Any, ...]:
@@ -228,9 +250,9 @@ def upsert_customers(
     customer's email change leaves behind.
     """
     now = now or utcnow()
-    statement = upsert_statement(conn.dialect.name)
-    inserted = updated = unchanged = superseded = 0
     dialect_name = conn.dialect.name
+    upsert = BulkStatement.compile(upsert_statement(dialect_name), conn.dialect)
+    inserted = updated = unchanged = superseded = 0
     by_email, by_crm_id, touch = _chunk_statements(dialect_name)
     stored_form = _stored_form(dialect_name)
     for chunk in _chunks(rows, chunk_size):
@@ -264,7 +286,7 @@ def upsert_customers(
                 conn.execute(customers.delete().where(customers.c.id.in_(stale)))
                 superseded += len(stale)
         if writes:
-            executemany(conn, statement, writes)
+            upsert.execute(conn, writes)
         if same:
             conn.execute(touch, {"ids": _list_param(dialect_name, same), "now": now})
             unchanged += len(same)

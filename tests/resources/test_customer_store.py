@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 
 from alembic import command
 from sqlalchemy import func, inspect, select
-from sqlalchemy.dialects import oracle
+from sqlalchemy.dialects import oracle, sqlite
 
 from domain.customers import Rejected, validate_customers
 from resources.crm_factory import shared_engine
 from resources.customer_store import (
+    BulkStatement,
     UpsertCounts,
     get_sync_state,
     oracle_merge_statement,
@@ -19,6 +20,7 @@ from resources.customer_store import (
     record_sync_success,
     resolve_rejects,
     upsert_customers,
+    upsert_statement,
 )
 from resources.db import customer_rejects, customers
 from resources.migrations import alembic_config
@@ -171,6 +173,18 @@ def test_oracle_upsert_is_one_merge_keyed_by_normalized_email() -> None:
     assert "WHEN MATCHED THEN UPDATE SET t.crm_id = s.crm_id" in sql
     assert "t.created_at" not in sql.split("WHEN NOT MATCHED")[0]
     assert "WHEN NOT MATCHED THEN INSERT (email_normalized, crm_id" in sql
+
+
+def test_bulk_upserts_compile_once_in_each_drivers_parameter_style() -> None:
+    merge = BulkStatement.compile(oracle_merge_statement(), oracle.dialect())
+    assert merge.sql.startswith("MERGE INTO customers t USING (SELECT :email_normalized AS email_normalized")
+    assert not merge.positional and merge.stamp_positions == ()
+    assert set(merge.names) == {column.name for column in customers.columns} - {"id"}
+    upsert = BulkStatement.compile(upsert_statement("sqlite"), sqlite.dialect())
+    assert "ON CONFLICT (email_normalized) DO UPDATE" in upsert.sql
+    assert upsert.positional and upsert.sql.count("?") == len(upsert.names) == len(customers.columns) - 1
+    stamped = [upsert.names[i] for i in upsert.stamp_positions]
+    assert stamped == ["crm_created_at", "crm_updated_at", "created_at", "updated_at", "last_synced_at"]
 
 
 def test_oracle_ddl_uses_identity_and_zoned_timestamps() -> None:
