@@ -131,14 +131,25 @@ def _parse_timestamp_text(value: str) -> datetime | None:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+# Every integer up to 2**53 is exact as a float; beyond it a float id may already have lost digits.
+_EXACT_FLOAT_LIMIT = 2.0**53
+
+
 def canonical_id(value: Any) -> str | None:
-    """The CRM id as exact text: integers never pass through a float."""
+    """The CRM id as exact text: integers never pass through a float.
+
+    A float id is accepted only when it is a whole number a float holds exactly. Any other float (7.5, or
+    an integer of more than 64 bits that the JSON parser could only give as a float) raises ValueError, so
+    the record is kept as invalid with that reason instead of being stored under a wrong or missing id.
+    """
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else None
+        if value.is_integer() and abs(value) <= _EXACT_FLOAT_LIMIT:
+            return str(int(value))
+        raise ValueError(f"id {value!r} is not an exact integer")
     if isinstance(value, str):
         return value.strip() or None
     return None

@@ -98,8 +98,9 @@ def parse_json(content: bytes) -> Any:
     """Parse a JSON body with orjson, falling back to the standard library.
 
     orjson reads a 500-customer page in 0.29 ms instead of 0.80 ms. What it refuses goes to the standard
-    library, which reads NaN and Infinity literals and integers beyond 64 bits, and whose error then says
-    what is wrong with the body.
+    library, which reads NaN and Infinity literals and whose error then says what is wrong with the body.
+    orjson gives an integer beyond 64 bits as a float (the CRM's ids are PostgreSQL integers, far below);
+    `domain.customers.canonical_id` refuses such a float as an id, so it never becomes a stored id.
     """
     try:
         return orjson.loads(content)

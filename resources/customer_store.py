@@ -275,13 +275,18 @@ def upsert_customers(
                 if found[1] != row["crm_id"]:
                     moved[row["crm_id"]] = row["email_normalized"]
             writes.append({**row, "created_at": now, "updated_at": now, "last_synced_at": now})
-        moved.pop(None, None)  # type: ignore[call-overload]
+        moved = {crm_id: email for crm_id, email in moved.items() if crm_id}  # no id, nothing to follow
         if moved:
             # Rows filed under one of those CRM ids with another email than the id arrives with: that
-            # customer's email changed in the CRM, and the row under the old email must go.
+            # customer's email changed in the CRM, and the row under the old email must go, unless that
+            # email arrives in this chunk too (two customers swapped emails): then the upsert rewrites it.
             filed = conn.execute(by_crm_id, {"crm_ids": _list_param(dialect_name, list(moved))}).all()
-            candidates = {found[0]: found for found in (*stored.values(), *filed)}.values()
-            stale = [found[0] for found in candidates if found[1] in moved and found[2] != moved[found[1]]]
+            arriving = set(emails)
+            stale = [
+                found[0]
+                for found in filed
+                if found[1] in moved and found[2] != moved[found[1]] and found[2] not in arriving
+            ]
             if stale:
                 conn.execute(customers.delete().where(customers.c.id.in_(stale)))
                 superseded += len(stale)

@@ -14,7 +14,12 @@ def freeze_startup_heap() -> int:
     as long as the process. A sync allocates a dict per customer, so the collector soon runs a full
     collection, and each one walks that whole start-up heap (about 0.1 s here). Frozen, they are skipped;
     objects created later are collected as before. Garbage is collected first, so nothing unreachable is
-    frozen. Returns how many objects were frozen.
+    frozen. Returns how many objects the first call froze (later calls return that cached count).
+
+    It runs wherever `pipelines.definitions` is imported: the code server, run workers and the daemon, and
+    also pytest and an API process with the in-process run launcher. The cost there is bounded and paid
+    once: objects alive at that moment that later become cyclic garbage stay in memory until the process
+    ends (objects freed by reference counting are freed as usual).
     """
     gc.collect()
     gc.freeze()

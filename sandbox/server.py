@@ -33,7 +33,8 @@ def is_loopback_host(host: str) -> bool:
 class _RequestHandler(WSGIRequestHandler):
     """Werkzeug's handler, made to look like uvicorn and to reset connections that a fault drops."""
 
-    # Keep-alive, like the real CRM's uvicorn (werkzeug's HTTP/1.0 default closes every connection).
+    # HTTP/1.1 responses like uvicorn's. Werkzeug still sends "Connection: close" on every response, so
+    # unlike the real CRM no connection is kept alive (sandbox/README.md, "Where it differs").
     protocol_version = "HTTP/1.1"
 
     def version_string(self) -> str:

@@ -18,6 +18,7 @@ from domain.customers import (
     parse_timestamp,
     validate_customers,
 )
+from resources.crm_client import parse_json
 
 CANONICAL = {
     "id": 1,
@@ -121,8 +122,24 @@ def test_ids_stay_exact_without_float_round_trip() -> None:
     assert canonical_id(big) == str(big)
     assert canonical_id("12345678901234567890") == "12345678901234567890"
     assert canonical_id(7.0) == "7"
-    assert canonical_id(7.5) is None
     assert canonical_id(True) is None
+    with pytest.raises(ValueError, match=r"id 7\.5 is not an exact integer"):
+        canonical_id(7.5)
+    with pytest.raises(ValueError, match="not an exact integer"):
+        canonical_id(float(2**64))
+
+
+def test_an_id_the_json_parser_could_only_give_as_a_float_is_kept_as_invalid() -> None:
+    # orjson gives integers of more than 64 bits as floats; storing one would store a different id.
+    page = parse_json(
+        b'{"customers": [{"id": 123456789012345678901234567890, "email": "big@example.com"},'
+        b' {"id": 7, "email": "seven@example.com"}]}'
+    )
+    batch = validate_customers(page["customers"])
+    assert batch.frame["crm_id"].tolist() == ["7"]
+    [rejected] = batch.rejected
+    assert rejected.email is None and rejected.record["email"] == "big@example.com"
+    assert "not an exact integer" in rejected.reason
 
 
 def test_naive_crm_timestamps_are_read_as_utc() -> None:

@@ -129,9 +129,11 @@ def test_truncated_body_is_a_clear_error(make_client, crm) -> None:  # type: ign
 def test_json_bodies_parse_fast_and_what_orjson_refuses_still_parses() -> None:
     page = json.dumps({"customers": [{"id": 1, "name": "Zoë", "revenue": 5.2e6, "notes": None}], "total": 1})
     assert parse_json(page.encode()) == json.loads(page)
-    # Python writes NaN literals and integers of any size; orjson refuses both, the fallback reads them.
+    # Python writes NaN literals; orjson refuses them and the standard library reads them.
     odd = parse_json(b'{"revenue": NaN, "id": 123456789012345678901234567890}')
     assert math.isnan(odd["revenue"]) and odd["id"] == 123456789012345678901234567890
+    # Without a NaN orjson reads an integer beyond 64 bits as a float; canonical_id refuses it as an id.
+    assert parse_json(b'{"id": 123456789012345678901234567890}')["id"] == 1.2345678901234568e29
     with pytest.raises(json.JSONDecodeError, match="Expecting"):
         parse_json(b'{"customers": [{"id": 1')
 

@@ -214,6 +214,48 @@ def test_a_crm_email_change_moves_the_customer_instead_of_leaving_a_ghost(db_url
     assert rows == [("1", "person1@example.com"), ("2", "renamed@example.com"), ("3", "person3@example.com")]
 
 
+def test_two_customers_swapping_emails_keep_their_rows(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        upsert_customers(conn, _rows(3), now=T0)
+        before = dict(conn.execute(select(customers.c.email_normalized, customers.c.id)).all())
+    swapped = validate_customers(
+        [
+            {"id": 1, "name": "Customer 1", "email": "Person2@Example.com", "revenue": 1.0},
+            {"id": 2, "name": "Customer 2", "email": "Person1@Example.com", "revenue": 2.0},
+        ]
+    ).rows
+    with engine.begin() as conn:
+        counts = upsert_customers(conn, swapped, now=T0 + timedelta(minutes=5))
+    assert counts == UpsertCounts(inserted=0, updated=2, unchanged=0, superseded=0)
+    with engine.connect() as conn:
+        rows = conn.execute(select(customers.c.email_normalized, customers.c.id, customers.c.crm_id)).all()
+    # Identity is the email (D2): each email keeps its local row and now carries the other CRM id.
+    assert sorted(rows) == [
+        ("person1@example.com", before["person1@example.com"], "2"),
+        ("person2@example.com", before["person2@example.com"], "1"),
+        ("person3@example.com", before["person3@example.com"], "3"),
+    ]
+
+
+def test_customers_without_a_crm_id_never_supersede_each_other(db_url: str) -> None:
+    engine = shared_engine(db_url)
+    first = validate_customers([{"email": "a@example.com"}, {"email": "b@example.com"}]).rows
+    assert [row["crm_id"] for row in first] == [None, None]
+    # Rows handed in directly may carry '' where the CRM gave no id: that is no id either.
+    blank = [
+        {**row, "crm_id": ""}
+        for row in validate_customers([{"email": "c@example.com"}, {"email": "d@example.com"}]).rows
+    ]
+    with engine.begin() as conn:
+        assert upsert_customers(conn, first, now=T0) == UpsertCounts(inserted=2, updated=0, unchanged=0)
+        assert upsert_customers(conn, blank[:1], now=T0) == UpsertCounts(inserted=1, updated=0, unchanged=0)
+        assert upsert_customers(conn, blank[1:], now=T0) == UpsertCounts(inserted=1, updated=0, unchanged=0)
+    with engine.connect() as conn:
+        emails = conn.execute(select(customers.c.email_normalized).order_by(customers.c.email_normalized)).scalars()
+        assert list(emails) == ["a@example.com", "b@example.com", "c@example.com", "d@example.com"]
+
+
 def test_the_cursor_moves_only_if_no_other_sync_moved_it(db_url: str) -> None:
     engine = shared_engine(db_url)
     with engine.begin() as conn:
