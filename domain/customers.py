@@ -126,9 +126,9 @@ def _parse_timestamp_text(value: str) -> datetime | None:
     # Bulk writes and seeds stamp many rows with the same instant; parsing each once is enough.
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: a zone offset pushes year 1 or 9999 out of range
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 # Every integer up to 2**53 is exact as a float; beyond it a float id may already have lost digits.

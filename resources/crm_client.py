@@ -94,14 +94,25 @@ def _body_excerpt(response: httpx.Response) -> str:
     return f"{response.headers.get('content-type', 'no content-type')}, {len(response.content)} bytes"
 
 
+# Bytes mapped so that a run of digits becomes a run of b"0": a JSON integer beyond 64 bits then shows as
+# twenty of them, or a minus and nineteen (the only integers orjson cannot keep exact).
+_DIGIT_RUNS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2D if b == 0x2D else 0x20 for b in range(256))
+_LONG_POSITIVE = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
+
+
 def parse_json(content: bytes) -> Any:
     """Parse a JSON body with orjson, falling back to the standard library.
 
     orjson reads a 500-customer page in 0.29 ms instead of 0.80 ms. What it refuses goes to the standard
     library, which reads NaN and Infinity literals and whose error then says what is wrong with the body.
-    orjson gives an integer beyond 64 bits as a float (the CRM's ids are PostgreSQL integers, far below);
-    `domain.customers.canonical_id` refuses such a float as an id, so it never becomes a stored id.
+    orjson would give an integer beyond 64 bits as a float, losing digits; a body with a run of digits that
+    long (0.13 ms to look for) goes to the standard library too, so every integer stays exact whatever else
+    the page holds.
     """
+    runs = content.translate(_DIGIT_RUNS)
+    if _LONG_POSITIVE in runs or _LONG_NEGATIVE in runs:
+        return json.loads(content)
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:

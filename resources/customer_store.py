@@ -255,6 +255,8 @@ def upsert_customers(
     inserted = updated = unchanged = superseded = 0
     by_email, by_crm_id, touch = _chunk_statements(dialect_name)
     stored_form = _stored_form(dialect_name)
+    # Every email of the batch: a row under one of them is rewritten by the upsert, never left behind.
+    arriving: set[str] | None = None
     for chunk in _chunks(rows, chunk_size):
         emails = [row["email_normalized"] for row in chunk]
         stored = {found[2]: found for found in conn.execute(by_email, {"emails": _list_param(dialect_name, emails)})}
@@ -279,9 +281,11 @@ def upsert_customers(
         if moved:
             # Rows filed under one of those CRM ids with another email than the id arrives with: that
             # customer's email changed in the CRM, and the row under the old email must go, unless that
-            # email arrives in this chunk too (two customers swapped emails): then the upsert rewrites it.
+            # email arrives in this batch too, in any chunk (two customers swapped emails): then the upsert
+            # rewrites it.
             filed = conn.execute(by_crm_id, {"crm_ids": _list_param(dialect_name, list(moved))}).all()
-            arriving = set(emails)
+            if arriving is None:
+                arriving = {row["email_normalized"] for row in rows}
             stale = [
                 found[0]
                 for found in filed

@@ -129,13 +129,24 @@ def test_ids_stay_exact_without_float_round_trip() -> None:
         canonical_id(float(2**64))
 
 
-def test_an_id_the_json_parser_could_only_give_as_a_float_is_kept_as_invalid() -> None:
-    # orjson gives integers of more than 64 bits as floats; storing one would store a different id.
+@pytest.mark.parametrize(
+    "neighbour", ['{"id": 7, "email": "seven@example.com"}', '{"id": 7, "email": "seven@example.com", "revenue": NaN}']
+)
+def test_an_id_beyond_64_bits_stays_exact_whatever_else_the_page_holds(neighbour: str) -> None:
     page = parse_json(
-        b'{"customers": [{"id": 123456789012345678901234567890, "email": "big@example.com"},'
-        b' {"id": 7, "email": "seven@example.com"}]}'
+        b'{"customers": [{"id": 123456789012345678901234567890, "email": "big@example.com"}, '
+        + neighbour.encode()
+        + b"]}"
     )
     batch = validate_customers(page["customers"])
+    assert batch.frame["crm_id"].tolist() == ["123456789012345678901234567890", "7"]
+    assert batch.rejected == []
+
+
+def test_a_float_id_that_may_have_lost_digits_is_kept_as_invalid() -> None:
+    batch = validate_customers(
+        [{"id": 1.8446744073709552e19, "email": "big@example.com"}, {"id": 7, "email": "s@x.io"}]
+    )
     assert batch.frame["crm_id"].tolist() == ["7"]
     [rejected] = batch.rejected
     assert rejected.email is None and rejected.record["email"] == "big@example.com"
@@ -146,6 +157,12 @@ def test_naive_crm_timestamps_are_read_as_utc() -> None:
     assert parse_timestamp("2026-12-03T15:39:22.430075") == datetime(2026, 12, 3, 15, 39, 22, 430075, tzinfo=UTC)
     assert parse_timestamp("2026-12-03T16:39:22+01:00") == datetime(2026, 12, 3, 15, 39, 22, tzinfo=UTC)
     assert parse_timestamp("yesterday") is None
+    # A zone offset that moves an edge date out of datetime's range is an unreadable value (NULL), and
+    # the record stays valid.
+    assert parse_timestamp("0001-01-01T00:00:00+01:00") is None
+    assert parse_timestamp("9999-12-31T23:59:59-01:00") is None
+    batch = validate_customers([{"id": 1, "email": "a@example.com", "updated_at": "0001-01-01T00:00:00+01:00"}])
+    assert (batch.rejected, batch.rows[0]["crm_updated_at"]) == ([], None)
 
 
 def test_invalid_records_are_kept_with_a_reason_never_dropped() -> None:

@@ -132,8 +132,16 @@ def test_json_bodies_parse_fast_and_what_orjson_refuses_still_parses() -> None:
     # Python writes NaN literals; orjson refuses them and the standard library reads them.
     odd = parse_json(b'{"revenue": NaN, "id": 123456789012345678901234567890}')
     assert math.isnan(odd["revenue"]) and odd["id"] == 123456789012345678901234567890
-    # Without a NaN orjson reads an integer beyond 64 bits as a float; canonical_id refuses it as an id.
-    assert parse_json(b'{"id": 123456789012345678901234567890}')["id"] == 1.2345678901234568e29
+    # Integers beyond 64 bits stay exact with or without a NaN elsewhere in the body (orjson alone would
+    # give them as floats); negative ones too, and 64-bit ones take orjson's path.
+    assert parse_json(b'{"id": 123456789012345678901234567890}')["id"] == 123456789012345678901234567890
+    assert parse_json(b'{"id": 18446744073709551616}')["id"] == 2**64
+    assert parse_json(b'{"id": -9223372036854775809}')["id"] == -(2**63) - 1
+    assert parse_json(b'{"id": 18446744073709551615, "n": -9223372036854775808}') == {
+        "id": 2**64 - 1,
+        "n": -(2**63),
+    }
+    assert parse_json(b'{"phone": 123456789012345678901}')["phone"] == 123456789012345678901
     with pytest.raises(json.JSONDecodeError, match="Expecting"):
         parse_json(b'{"customers": [{"id": 1')
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from alembic import command
 from sqlalchemy import func, inspect, select
 from sqlalchemy.dialects import oracle, sqlite
@@ -14,6 +15,7 @@ from resources.crm_factory import shared_engine
 from resources.customer_store import (
     BulkStatement,
     UpsertCounts,
+    duplicate_crm_ids,
     get_sync_state,
     oracle_merge_statement,
     record_rejects,
@@ -214,7 +216,8 @@ def test_a_crm_email_change_moves_the_customer_instead_of_leaving_a_ghost(db_url
     assert rows == [("1", "person1@example.com"), ("2", "renamed@example.com"), ("3", "person3@example.com")]
 
 
-def test_two_customers_swapping_emails_keep_their_rows(db_url: str) -> None:
+@pytest.mark.parametrize("chunk_size", [1000, 1], ids=["one chunk", "across chunks"])
+def test_two_customers_swapping_emails_keep_their_rows(db_url: str, chunk_size: int) -> None:
     engine = shared_engine(db_url)
     with engine.begin() as conn:
         upsert_customers(conn, _rows(3), now=T0)
@@ -226,7 +229,7 @@ def test_two_customers_swapping_emails_keep_their_rows(db_url: str) -> None:
         ]
     ).rows
     with engine.begin() as conn:
-        counts = upsert_customers(conn, swapped, now=T0 + timedelta(minutes=5))
+        counts = upsert_customers(conn, swapped, now=T0 + timedelta(minutes=5), chunk_size=chunk_size)
     assert counts == UpsertCounts(inserted=0, updated=2, unchanged=0, superseded=0)
     with engine.connect() as conn:
         rows = conn.execute(select(customers.c.email_normalized, customers.c.id, customers.c.crm_id)).all()
@@ -236,6 +239,23 @@ def test_two_customers_swapping_emails_keep_their_rows(db_url: str) -> None:
         ("person2@example.com", before["person2@example.com"], "1"),
         ("person3@example.com", before["person3@example.com"], "3"),
     ]
+
+
+@pytest.mark.parametrize("chunk_size", [1000, 1], ids=["one chunk", "across chunks"])
+def test_one_crm_id_under_two_emails_in_a_window_keeps_both_rows_for_the_check(db_url: str, chunk_size: int) -> None:
+    # The CRM changed customer 1's email while we paged: both emails arrive. Neither row may be deleted
+    # after being counted, wherever the chunk boundary falls; the duplicate-CRM-id asset check names it.
+    engine = shared_engine(db_url)
+    with engine.begin() as conn:
+        upsert_customers(conn, validate_customers([{"id": 1, "email": "a@example.com"}]).rows, now=T0)
+    both = validate_customers([{"id": 1, "email": "a@example.com"}, {"id": 1, "email": "c@example.com"}]).rows
+    with engine.begin() as conn:
+        counts = upsert_customers(conn, both, now=T0 + timedelta(minutes=5), chunk_size=chunk_size)
+        assert counts == UpsertCounts(inserted=1, updated=0, unchanged=1, superseded=0)
+        assert duplicate_crm_ids(conn) == ["1"]
+    with engine.connect() as conn:
+        emails = conn.execute(select(customers.c.email_normalized).order_by(customers.c.email_normalized)).scalars()
+        assert list(emails) == ["a@example.com", "c@example.com"]
 
 
 def test_customers_without_a_crm_id_never_supersede_each_other(db_url: str) -> None:
