@@ -14,7 +14,8 @@ from api.auth import check_service_key, require_service_key
 from api.context import Integration, integration
 from api.errors import APIError
 from api.runs import wait_for_run
-from api.validation import json_object_body, spec
+from api.schemas import CustomersReply, ErrorReply, SyncReply
+from api.validation import documented, json_object_body, spec
 from resources.customer_store import (
     CUSTOMERS_STREAM,
     get_sync_run,
@@ -99,6 +100,7 @@ def _sync(ctx: Integration, *, force: bool, limit: int | None, mode: str = "wind
             "configured": False,
             "synced": False,
             "cached": False,
+            "joined": False,
             "last_error": "ENTERPRISE_CRM_URL not configured",
             "crm_url": None,
         }
@@ -141,13 +143,11 @@ def _sync(ctx: Integration, *, force: bool, limit: int | None, mode: str = "wind
     with ctx.engine.connect() as conn:
         run = get_sync_run(conn, outcome.run_id) or {"run_id": outcome.run_id}
     run["run_status"] = outcome.status
-    reply = _sync_reply(ctx, run=run, cached=False, cache_age=None)
-    reply["joined"] = bool(in_flight)
-    return reply
+    return _sync_reply(ctx, run=run, cached=False, cache_age=None, joined=bool(in_flight))
 
 
 def _sync_reply(
-    ctx: Integration, *, run: dict[str, Any] | None, cached: bool, cache_age: float | None
+    ctx: Integration, *, run: dict[str, Any] | None, cached: bool, cache_age: float | None, joined: bool = False
 ) -> dict[str, Any]:
     """The original shop's reply shape, plus run id, cache flag and the run's own counts."""
     with ctx.engine.connect() as conn:
@@ -156,6 +156,7 @@ def _sync_reply(
         "configured": True,
         "synced": bool(run and run.get("run_status") == "SUCCESS"),
         "cached": cached,
+        "joined": joined,
         "customers_seen": (run or {}).get("fetched") or 0,
         "inserted": (run or {}).get("inserted") or 0,
         "updated": (run or {}).get("updated") or 0,
@@ -176,6 +177,7 @@ def _sync_reply(
 
 
 @bp.get("/customers")
+@documented({200: CustomersReply, 400: ErrorReply, 503: ErrorReply, 504: ErrorReply}, service_key="optional")
 @spec.validate(query=CustomersQuery, tags=["customers"])
 def get_customers(query: CustomersQuery):  # type: ignore[no-untyped-def]
     """Local customers, most recently updated first, with the sync state; refresh=true syncs first."""
@@ -200,6 +202,7 @@ def get_customers(query: CustomersQuery):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/sync-customers")
+@documented({200: SyncReply, 400: ErrorReply, 503: ErrorReply, 504: ErrorReply}, service_key="required")
 @require_service_key
 @json_object_body
 @spec.validate(json=SyncCustomersBody, tags=["customers"])

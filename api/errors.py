@@ -47,7 +47,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
         code = (exc.name or "error").lower().replace(" ", "_")
-        return jsonify(error_body(code, exc.description or exc.name)), exc.code or 500
+        details = None
+        if exc.code == 413:
+            limit = app.config.get("MAX_CONTENT_LENGTH")
+            details = {"field": "body", "reason": f"larger than {limit} bytes"}
+        return jsonify(error_body(code, exc.description or exc.name, details)), exc.code or 500
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

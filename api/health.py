@@ -6,12 +6,15 @@ from flask import Blueprint, jsonify
 from opentelemetry.trace import Status, StatusCode
 
 from api.context import integration
+from api.schemas import HealthReply
+from api.validation import documented
 from resources.telemetry import crm_span, set_attributes
 
 bp = Blueprint("health", __name__, url_prefix="/api/integrations/crm")
 
 
 @bp.get("/health")
+@documented({200: HealthReply})
 def crm_health():  # type: ignore[no-untyped-def]
     """The CRM's /health through the shared client: healthy | unhealthy | unreachable | not_configured."""
     ctx = integration()

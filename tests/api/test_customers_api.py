@@ -76,6 +76,7 @@ def test_a_body_over_64_kib_is_refused_unread(client: FlaskClient) -> None:
     response = client.post(SYNC, data='{"force": true, "pad": "' + "x" * 70_000 + '"}', content_type="application/json")
     assert response.status_code == 413
     assert _error(response)["code"] == "request_entity_too_large"
+    assert _error(response)["details"] == {"field": "body", "reason": "larger than 65536 bytes"}
 
 
 def test_a_float_overflow_in_the_body_is_reported_as_valid_json(client: FlaskClient) -> None:
@@ -134,6 +135,7 @@ def test_within_five_minutes_an_unforced_sync_answers_from_the_cache(client: Fla
     assert cached["cached"] is True
     assert cached["synced"] is False
     assert cached["run_id"] is None
+    assert cached["joined"] is False
     assert cached["last_sync_epoch"] == first["last_sync_epoch"]
     assert 0 <= cached["cache_age_seconds"] < 300
     assert len(crm.requests("/api/customers")) == calls
@@ -261,3 +263,30 @@ def test_a_full_sync_can_be_asked_for(client: FlaskClient) -> None:
     body = client.post(SYNC, json={"force": True, "mode": "full"}).get_json()
     assert (body["synced"], body["customers_seen"], body["inserted"]) == (True, 1200, 1200)
     assert client.post(SYNC, json={"mode": "everything"}).status_code == 400
+
+
+def test_the_openapi_document_names_every_reply_the_key_and_the_optional_body(client: FlaskClient) -> None:
+    document = client.get("/api/integrations/crm/docs/openapi.json").get_json()
+    paths = document["paths"]
+    sync = paths[SYNC]["post"]
+    assert set(sync["responses"]) == {"200", "400", "401", "413", "415", "500", "503", "504"}
+    assert sync["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/SyncReply"
+    }
+    assert sync["security"] == [{"service_key": []}]
+    assert sync["requestBody"]["required"] is False
+    listing = paths[CUSTOMERS]["get"]
+    assert listing["security"] == [{}, {"service_key": []}]  # the key only for refresh=true
+    assert listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/CustomersReply")
+    assert set(paths[HEALTH]["get"]["responses"]) == {"200", "500"}
+    components = document["components"]
+    assert components["securitySchemes"]["service_key"] == {
+        "type": "apiKey",
+        "name": "X-Internal-Service-Key",
+        "in": "header",
+        "description": "Needed only when INTERNAL_SERVICE_KEY is configured",
+    }
+    assert {"SyncReply", "CustomersReply", "Customer", "SyncState", "HealthReply", "ErrorReply"} <= set(
+        components["schemas"]
+    )
+    assert components["schemas"]["SyncReply"]["additionalProperties"] is False

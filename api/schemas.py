@@ -1,0 +1,124 @@
+"""The API's reply shapes, for the OpenAPI document.
+
+They document; they do not run on every request (a mismatch would turn a good answer into a 500). The API
+tests validate every reply they receive against these models, which forbid unknown fields, so the document
+stays true to what the views return.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Reply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(_Reply):
+    """What went wrong: the error's code, a message, and for bad input the field and the reason."""
+
+    code: str = Field(description="invalid_parameter, invalid_body, unauthorized, sync_timeout, …")
+    message: str = Field(description="Human-readable; names the field for bad input")
+    details: dict[str, Any] | None = Field(
+        description="For bad input: field, reason and (for a bad parameter value) value; for a 504: run_id"
+    )
+
+
+class ErrorReply(_Reply):
+    """Every error the API answers."""
+
+    error: ErrorDetail
+
+
+class Customer(_Reply):
+    """One row of the local customers table."""
+
+    id: int = Field(description="Local id")
+    crm_id: str | None = Field(description="The CRM's id, as exact text")
+    email: str = Field(description="As the CRM sent it")
+    email_normalized: str = Field(description="Whitespace and zero-width marks removed, casefolded: the identity")
+    name: str | None
+    phone: str | None
+    company: str | None
+    industry: str | None
+    revenue: float | None
+    notes: str | None
+    crm_created_at: datetime | None = Field(description="UTC")
+    crm_updated_at: datetime | None = Field(description="UTC")
+    created_at: datetime = Field(description="When this row was first written (UTC)")
+    updated_at: datetime = Field(description="When a tracked field last changed (UTC)")
+    last_synced_at: datetime = Field(description="When a sync last saw this customer (UTC)")
+
+
+class SyncState(_Reply):
+    """Progress and outcome of the customer stream's syncs."""
+
+    stream: str
+    cursor_offset: int = Field(description="Where the next window starts in the CRM's list (by id)")
+    last_attempt_at: datetime | None
+    last_success_at: datetime | None
+    last_error: str | None = Field(description="Carries only the public CRM URL")
+    last_error_at: datetime | None
+    last_run_id: str | None
+    last_fetched: int | None
+    last_valid: int | None
+    last_invalid: int | None
+    last_inserted: int | None
+    last_updated: int | None
+    last_unchanged: int | None
+
+
+class SyncReply(_Reply):
+    """The original shop's sync reply, plus the run and cache fields."""
+
+    configured: bool = Field(description="False when ENTERPRISE_CRM_URL is not set")
+    synced: bool = Field(description="Whether this request's sync ran and succeeded")
+    cached: bool = Field(description="Answered from the cache (or the failure backoff) without calling the CRM")
+    joined: bool = Field(description="Waited for a sync already under way instead of starting one")
+    customers_seen: int | None = Field(default=None, description="Records this run fetched")
+    inserted: int | None = None
+    updated: int | None = None
+    unchanged: int | None = None
+    invalid: int | None = None
+    last_sync_epoch: int | None = Field(default=None, description="Last successful sync, Unix seconds")
+    last_count: int | None = Field(default=None, description="Valid records of the last successful sync")
+    last_error: str | None
+    crm_url: str | None = Field(description="The public CRM URL")
+    run_id: str | None = None
+    run_status: str | None = Field(default=None, description="The Dagster run's status")
+    cache_age_seconds: float | None = Field(default=None, description="Present on cached answers")
+
+
+class CustomersReply(_Reply):
+    """Local customers with the sync state."""
+
+    customers: list[Customer]
+    count: int
+    limit: int
+    sync_state: SyncState
+    refresh: SyncReply | None = Field(description="The sync refresh=true ran or answered from the cache")
+    crm_url: str | None = Field(description="The public CRM URL")
+
+
+class CircuitBreaker(_Reply):
+    """The shared circuit breaker's state."""
+
+    state: Literal["closed", "open", "half-open"]
+    fail_counter: int
+    opened_at: datetime | None
+
+
+class HealthReply(_Reply):
+    """The CRM's health as callers may see it."""
+
+    status: Literal["healthy", "unhealthy", "unreachable", "not_configured"]
+    detail: str | None = Field(description="Why it is not healthy; carries only the public CRM URL")
+    crm_url: str | None = Field(description="The public CRM URL")
+    service: str | None = None
+    latency_ms: float | None = None
+    http_status: int | None = None
+    checked_at: datetime | None = None
+    circuit_breaker: CircuitBreaker | None = None
