@@ -8,9 +8,11 @@ stays true to what the views return.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from resources.customer_store import SyncState as StoredSyncState
 
 
 class _Reply(BaseModel):
@@ -53,22 +55,20 @@ class Customer(_Reply):
     last_synced_at: datetime = Field(description="When a sync last saw this customer (UTC)")
 
 
-class SyncState(_Reply):
-    """Progress and outcome of the customer stream's syncs."""
-
-    stream: str
-    cursor_offset: int = Field(description="Where the next window starts in the CRM's list (by id)")
-    last_attempt_at: datetime | None
-    last_success_at: datetime | None
-    last_error: str | None = Field(description="Carries only the public CRM URL")
-    last_error_at: datetime | None
-    last_run_id: str | None
-    last_fetched: int | None
-    last_valid: int | None
-    last_invalid: int | None
-    last_inserted: int | None
-    last_updated: int | None
-    last_unchanged: int | None
+# The stored sync state's fields, as resources.customer_store.SyncState declares them (one source of truth).
+_STATE_DESCRIPTIONS = {
+    "cursor_offset": "Where the next window starts in the CRM's list (by id)",
+    "last_error": "Carries only the public CRM URL",
+}
+SyncState = create_model(
+    "SyncState",
+    __base__=_Reply,
+    __doc__="Progress and outcome of the customer stream's syncs.",
+    **{
+        name: (kind, Field(description=_STATE_DESCRIPTIONS.get(name)))
+        for name, kind in get_type_hints(StoredSyncState).items()
+    },
+)
 
 
 class SyncReply(_Reply):
