@@ -46,7 +46,7 @@ class CustomersQuery(BaseModel):
     @classmethod
     def _strict_boolean(cls, value: Any) -> Any:
         if isinstance(value, str):
-            lowered = value.strip().lower()
+            lowered = value.lower()  # not stripped: as strict as limit
             if lowered not in _BOOLEAN_WORDS:
                 raise ValueError("must be true, false, 1 or 0")
             return _BOOLEAN_WORDS[lowered]
@@ -69,12 +69,22 @@ class SyncCustomersBody(BaseModel):
         default=None,
         ge=1,
         le=CRM_MAX_PAGE_SIZE,
-        strict=True,
-        description="Records to pull (default: the cap)",
+        description="Records to pull (default: the cap); a JSON number that is whole (200 or 200.0), not text",
     )
     mode: Literal["window", "full"] = Field(
         default="window", description="window: the next slice after the cursor; full: every page up to the ceiling"
     )
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _json_whole_number(cls, value: Any) -> Any:
+        # JSON does not tell 200 from 200.0 (and JSON Schema's integer admits both); text and booleans are no
+        # numbers here, and 1.5 is no whole one.
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            raise ValueError("must be a whole JSON number from 1 to 500")
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError("must be a whole JSON number from 1 to 500")
+        return value
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -51,7 +51,12 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 413:
             limit = app.config.get("MAX_CONTENT_LENGTH")
             details = {"field": "body", "reason": f"larger than {limit} bytes"}
-        return jsonify(error_body(code, exc.description or exc.name, details)), exc.code or 500
+        response = jsonify(error_body(code, exc.description or exc.name, details))
+        # Werkzeug's own headers for the error, such as Allow on a 405, stay; the body is ours.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code or 500
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]

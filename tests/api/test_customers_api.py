@@ -29,7 +29,7 @@ def test_customers_limit_out_of_range_is_a_400_naming_limit(client: FlaskClient,
     assert error["message"].startswith("limit: ")
 
 
-@pytest.mark.parametrize("refresh", ["maybe", "2", "truth", "yes", "on", ""])
+@pytest.mark.parametrize("refresh", ["maybe", "2", "truth", "yes", "on", "", " true", "false "])
 def test_refresh_must_be_a_boolean(client: FlaskClient, refresh: str) -> None:
     response = client.get(CUSTOMERS, query_string={"refresh": refresh})
     assert response.status_code == 400
@@ -44,6 +44,9 @@ def test_refresh_must_be_a_boolean(client: FlaskClient, refresh: str) -> None:
         ({"limit": -1}, "limit"),
         ({"limit": "abc"}, "limit"),
         ({"limit": "200"}, "limit"),
+        ({"limit": 1.5}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": None, "force": 1}, "force"),
         ({"force": "yes"}, "force"),
         ({"forse": True}, "forse"),
         ([1, 2], "body"),
@@ -290,3 +293,20 @@ def test_the_openapi_document_names_every_reply_the_key_and_the_optional_body(cl
         components["schemas"]
     )
     assert components["schemas"]["SyncReply"]["additionalProperties"] is False
+
+
+def test_a_whole_json_number_is_a_limit_whichever_way_it_is_written(client: FlaskClient) -> None:
+    body = client.post(SYNC, json={"force": True, "limit": 3.0}).get_json()
+    assert (body["synced"], body["customers_seen"], body["inserted"]) == (True, 3, 3)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"), [("DELETE", SYNC, "OPTIONS, POST"), ("PUT", HEALTH, "GET, HEAD, OPTIONS")]
+)
+def test_a_wrong_method_is_a_json_405_that_says_which_are_allowed(
+    client: FlaskClient, method: str, path: str, allow: str
+) -> None:
+    response = client.open(path, method=method)
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].split(", ")) == set(allow.split(", "))
+    assert _error(response)["code"] == "method_not_allowed"
