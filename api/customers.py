@@ -80,10 +80,9 @@ class SyncCustomersBody(BaseModel):
     def _json_whole_number(cls, value: Any) -> Any:
         # JSON does not tell 200 from 200.0 (and JSON Schema's integer admits both); text and booleans are no
         # numbers here, and 1.5 is no whole one.
-        if isinstance(value, bool) or not isinstance(value, int | float | None):
-            raise ValueError("must be a whole JSON number from 1 to 500")
-        if isinstance(value, float) and not value.is_integer():
-            raise ValueError("must be a whole JSON number from 1 to 500")
+        number = isinstance(value, int | float | None) and not isinstance(value, bool)
+        if not number or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"must be a whole JSON number from 1 to {CRM_MAX_PAGE_SIZE}")
         return value
 
 

@@ -13,6 +13,7 @@ from typing import Any, Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from resources.customer_store import SyncState as StoredSyncState
+from resources.db import customers as customers_table
 
 
 class _Reply(BaseModel):
@@ -35,24 +36,33 @@ class ErrorReply(_Reply):
     error: ErrorDetail
 
 
-class Customer(_Reply):
-    """One row of the local customers table."""
+def _column_type(column: Any) -> Any:
+    # UTCDateTime is a TypeDecorator: its Python type is the one of the DateTime it wraps.
+    kind = getattr(column.type, "impl", column.type).python_type
+    return kind | None if column.nullable else kind
 
-    id: int = Field(description="Local id")
-    crm_id: str | None = Field(description="The CRM's id, as exact text")
-    email: str = Field(description="As the CRM sent it")
-    email_normalized: str = Field(description="Whitespace and zero-width marks removed, casefolded: the identity")
-    name: str | None
-    phone: str | None
-    company: str | None
-    industry: str | None
-    revenue: float | None
-    notes: str | None
-    crm_created_at: datetime | None = Field(description="UTC")
-    crm_updated_at: datetime | None = Field(description="UTC")
-    created_at: datetime = Field(description="When this row was first written (UTC)")
-    updated_at: datetime = Field(description="When a tracked field last changed (UTC)")
-    last_synced_at: datetime = Field(description="When a sync last saw this customer (UTC)")
+
+_CUSTOMER_DESCRIPTIONS = {
+    "id": "Local id",
+    "crm_id": "The CRM's id, as exact text",
+    "email": "As the CRM sent it",
+    "email_normalized": "Whitespace and zero-width marks removed, casefolded: the identity",
+    "crm_created_at": "UTC",
+    "crm_updated_at": "UTC",
+    "created_at": "When this row was first written (UTC)",
+    "updated_at": "When a tracked field last changed (UTC)",
+    "last_synced_at": "When a sync last saw this customer (UTC)",
+}
+# One row of the local customers table, field for field as resources.db declares it.
+Customer = create_model(
+    "Customer",
+    __base__=_Reply,
+    __doc__="One row of the local customers table.",
+    **{
+        column.name: (_column_type(column), Field(description=_CUSTOMER_DESCRIPTIONS.get(column.name)))
+        for column in customers_table.columns
+    },
+)
 
 
 # The stored sync state's fields, as resources.customer_store.SyncState declares them (one source of truth).
